@@ -1,0 +1,1 @@
+pub use hasten_tensor as tensor;

@@ -1,0 +1,58 @@
+//! What a backend is: something that compiles a whole graph once into an executable that then
+//! runs one step per call, keeping the graph's state on its device between steps.
+
+use crate::host::{HostSlice, HostTensor};
+use crate::ir::Graph;
+use crate::{Error, Result};
+
+/// Compiles graphs for one kind of device.
+pub trait Backend: Send + Sync {
+    /// A short name for messages ("cpu", "cuda", "pjrt", …).
+    fn name(&self) -> &'static str;
+
+    /// Compiles `graph` (forward, backward and state updates together). State starts at zero;
+    /// write it with [`Executable::write_state`].
+    fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>>;
+}
+
+/// A compiled graph with its state.
+pub trait Executable: Send {
+    /// Input names, in the order [`Executable::run`] takes them.
+    fn input_names(&self) -> &[String];
+
+    /// Output names, in declaration order.
+    fn output_names(&self) -> &[String];
+
+    /// State (parameter) names.
+    fn state_names(&self) -> &[String];
+
+    /// Runs one step: reads the inputs, computes the outputs, and replaces each updated state
+    /// value with its new value.
+    fn run(&mut self, inputs: &[HostSlice<'_>]) -> Result<()>;
+
+    /// An output of the last step, by index into [`Executable::output_names`], as host data
+    /// borrowed from the executable (no allocation).
+    fn output_slice(&mut self, index: usize) -> Result<HostSlice<'_>>;
+
+    /// The current value of a state tensor.
+    fn read_state(&mut self, name: &str) -> Result<HostTensor>;
+
+    /// Overwrites a state tensor; the data must match its declared dtype and element count.
+    fn write_state(&mut self, name: &str, value: HostSlice<'_>) -> Result<()>;
+
+    /// Index of an output name.
+    fn output_index(&self, name: &str) -> Result<usize> {
+        let names = self.output_names();
+        names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "output",
+                name: name.to_string(),
+                known: names.join(", "),
+            })
+    }
+
+    /// An output of the last step, copied into an owned tensor.
+    fn output(&mut self, name: &str) -> Result<HostTensor>;
+}

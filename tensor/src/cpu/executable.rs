@@ -1,0 +1,758 @@
+//! A compiled graph on the CPU: locations for every value, a list of steps (single kernels or
+//! fused loops), one arena laid out by the memory plan, and the state buffers.
+
+use super::buffer::AlignedBuf;
+use super::kernels::conv::{self, ConvGeometry};
+use super::kernels::fused::{Arg, FusedKind, FusedLoop, FusedOp, FusedOutput};
+use super::kernels::pool2d::{self, PoolGeometry};
+use super::kernels::{elementwise as ew, layout, matmul, misc, reduce};
+use super::pool::{self, WorkerPool};
+use super::CpuOptions;
+use crate::backend::Executable;
+use crate::host::{HostData, HostSlice, HostTensor};
+use crate::ir::{Graph, Node, NodeId, Op};
+use crate::passes::fusion::{self, FusionGroup};
+use crate::passes::memory_plan::{self, StepBuffers};
+use crate::{passes, DType, Error, Result};
+
+/// Where a node's value lives during a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loc {
+    /// The caller's input slice `k`.
+    Input(usize),
+    /// The current value of state `s`.
+    State(usize),
+    /// The next value of state `s` (an update written in place).
+    StateNext(usize),
+    /// Constant buffer `c`.
+    Const(usize),
+    /// The arena, at a byte offset (set by the memory plan).
+    Arena(usize),
+    /// The same memory as another node.
+    View(NodeId),
+    /// Nowhere: a fused value that never leaves its loop.
+    Nowhere,
+}
+
+enum Step {
+    Node {
+        id: NodeId,
+        workspace: usize,
+    },
+    Fused {
+        lp: FusedLoop,
+        inputs: Vec<NodeId>,
+        outputs: Vec<NodeId>,
+        in_ptrs: Vec<*const u8>,
+        out_ptrs: Vec<*mut u8>,
+    },
+}
+
+struct StateSlot {
+    name: String,
+    node: NodeId,
+    cur: AlignedBuf,
+    next: AlignedBuf,
+    /// The value written back after a step, if the state is updated; `Some(v)` with
+    /// `pinned == false` means it is copied from `v`'s memory into `next`.
+    update: Option<NodeId>,
+    pinned: bool,
+}
+
+/// A graph compiled for the CPU, holding its state between steps.
+pub struct CpuExecutable {
+    graph: Graph,
+    steps: Vec<Step>,
+    locs: Vec<Loc>,
+    ptrs: Vec<*mut u8>,
+    arena: AlignedBuf,
+    consts: Vec<AlignedBuf>,
+    state: Vec<StateSlot>,
+    input_nodes: Vec<NodeId>,
+    input_names: Vec<String>,
+    output_nodes: Vec<NodeId>,
+    output_names: Vec<String>,
+    output_copies: Vec<Option<AlignedBuf>>,
+    state_names: Vec<String>,
+    plan: memory_plan::MemoryPlan,
+    pool: &'static WorkerPool,
+}
+
+// SAFETY: the raw pointers refer to memory the executable owns (or, during `run` only, to the
+// caller's inputs); nothing is shared with other threads outside a `run`.
+unsafe impl Send for CpuExecutable {}
+
+fn bytes_of(node: &Node) -> usize {
+    node.shape.numel() * node.dtype.size_in_bytes()
+}
+
+fn unsupported(what: String) -> Error {
+    Error::Unsupported {
+        backend: "cpu",
+        what,
+    }
+}
+
+/// Rejects what the CPU kernels do not implement, before anything runs.
+fn check_supported(graph: &Graph) -> Result<()> {
+    for (i, n) in graph.nodes().iter().enumerate() {
+        if matches!(n.dtype, DType::F16 | DType::BF16) {
+            return Err(unsupported(format!(
+                "{} values (node %{i}, {}); use f32 on the CPU",
+                n.dtype,
+                n.op.name()
+            )));
+        }
+        let operand = |k: usize| graph.nodes()[n.inputs[k].0].dtype;
+        let ok = match &n.op {
+            Op::Compare(_) => matches!(operand(0), DType::F32 | DType::I32),
+            Op::Select => n.dtype == DType::F32,
+            _ => true,
+        };
+        if !ok {
+            return Err(unsupported(format!(
+                "{} on {} (node %{i})",
+                n.op.name(),
+                operand(n.inputs.len().saturating_sub(1))
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl CpuExecutable {
+    /// Compiles `graph` with the given optimisations.
+    pub fn compile(graph: &Graph, options: CpuOptions) -> Result<Self> {
+        let graph = if options.simplify {
+            passes::simplify(graph)?
+        } else {
+            graph.clone()
+        };
+        check_supported(&graph)?;
+        let nodes = graph.nodes();
+        let n = nodes.len();
+
+        // Leaves.
+        let mut locs = vec![Loc::Nowhere; n];
+        let inputs = graph.inputs();
+        let input_nodes: Vec<NodeId> = inputs.iter().map(|(_, id)| *id).collect();
+        let input_names: Vec<String> = inputs.iter().map(|(s, _)| s.to_string()).collect();
+        for (k, id) in input_nodes.iter().enumerate() {
+            locs[id.0] = Loc::Input(k);
+        }
+        let mut state = Vec::new();
+        for (s, (name, id)) in graph.parameters().into_iter().enumerate() {
+            locs[id.0] = Loc::State(s);
+            let bytes = bytes_of(&nodes[id.0]);
+            state.push(StateSlot {
+                name: name.to_string(),
+                node: id,
+                cur: AlignedBuf::zeroed(bytes),
+                next: AlignedBuf::zeroed(bytes),
+                update: None,
+                pinned: false,
+            });
+        }
+        let mut consts = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            match &node.op {
+                Op::Constant(value) => {
+                    locs[i] = Loc::Const(consts.len());
+                    consts.push(AlignedBuf::from_bytes(value.data.as_slice().as_bytes()));
+                }
+                op if op.is_view() => locs[i] = Loc::View(node.inputs[0]),
+                Op::Input { .. } | Op::Parameter { .. } => {}
+                _ => locs[i] = Loc::Arena(0),
+            }
+        }
+
+        // Fusion groups: their interior values live nowhere.
+        let outputs = graph.outputs().to_vec();
+        let updates = graph.updates().to_vec();
+        let needed = |id: NodeId| {
+            outputs.iter().any(|(_, o)| *o == id) || updates.iter().any(|(_, v)| *v == id)
+        };
+        let groups = if options.fuse {
+            fusion::elementwise_groups(&graph, &needed)
+        } else {
+            Vec::new()
+        };
+        let mut group_of = vec![None; n];
+        for (g, group) in groups.iter().enumerate() {
+            for m in &group.members {
+                group_of[m.0] = Some(g);
+                if !group.outputs.contains(m) {
+                    locs[m.0] = Loc::Nowhere;
+                }
+            }
+        }
+
+        // State updates computed by a kernel are written straight into the state's next buffer.
+        for (p, v) in &updates {
+            let Loc::State(s) = locs[p.0] else { continue };
+            state[s].update = Some(*v);
+            if matches!(locs[v.0], Loc::Arena(_)) {
+                locs[v.0] = Loc::StateNext(s);
+                state[s].pinned = true;
+            }
+        }
+
+        // Steps, in node order; a fused group runs at its first member.
+        let mut steps = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let computed = !node.inputs.is_empty() && !node.op.is_view();
+            if !computed {
+                continue;
+            }
+            match group_of[i] {
+                Some(g) if groups[g].members[0].0 == i => {
+                    steps.push(build_fused(&graph, &groups[g], &group_of, g));
+                }
+                Some(_) => {}
+                None => steps.push(Step::Node {
+                    id: NodeId(i),
+                    workspace: 0,
+                }),
+            }
+        }
+
+        // Memory plan over the arena values.
+        let root = |locs: &[Loc], id: NodeId| root_of(locs, id);
+        let in_arena = |locs: &[Loc], id: NodeId| matches!(locs[id.0], Loc::Arena(_));
+        let buffers: Vec<StepBuffers> = steps
+            .iter()
+            .map(|step| {
+                let (defines, reads): (Vec<NodeId>, Vec<NodeId>) = match step {
+                    Step::Node { id, .. } => (vec![*id], nodes[id.0].inputs.clone()),
+                    Step::Fused {
+                        inputs, outputs, ..
+                    } => (outputs.clone(), inputs.clone()),
+                };
+                StepBuffers {
+                    defines: defines
+                        .into_iter()
+                        .filter(|&d| in_arena(&locs, d))
+                        .map(|d| (d, bytes_of(&nodes[d.0])))
+                        .collect(),
+                    uses: reads
+                        .into_iter()
+                        .map(|r| root(&locs, r))
+                        .filter(|&r| in_arena(&locs, r))
+                        .collect(),
+                    workspace: match step {
+                        Step::Node { id, .. } => workspace_bytes(&graph, *id),
+                        Step::Fused { .. } => 0,
+                    },
+                }
+            })
+            .collect();
+        let keep: Vec<NodeId> = outputs
+            .iter()
+            .map(|(_, o)| root(&locs, *o))
+            .filter(|&r| in_arena(&locs, r))
+            .collect();
+        let plan = memory_plan::plan(n, &buffers, &keep, options.plan_memory);
+        for (i, loc) in locs.iter_mut().enumerate() {
+            if let (Loc::Arena(off), Some(o)) = (loc, plan.offsets[i]) {
+                *off = o;
+            }
+        }
+        for (step, offset) in steps.iter_mut().zip(&plan.workspace_offsets) {
+            if let Step::Node { workspace, .. } = step {
+                *workspace = *offset;
+            }
+        }
+
+        let output_copies = outputs
+            .iter()
+            .map(|(_, o)| {
+                (!in_arena(&locs, root(&locs, *o)))
+                    .then(|| AlignedBuf::zeroed(bytes_of(&nodes[o.0])))
+            })
+            .collect();
+        let state_names = state.iter().map(|s| s.name.clone()).collect();
+        let arena = AlignedBuf::zeroed(plan.arena_bytes);
+        Ok(CpuExecutable {
+            steps,
+            locs,
+            ptrs: vec![std::ptr::null_mut(); n],
+            arena,
+            consts,
+            state,
+            input_nodes,
+            input_names,
+            output_nodes: outputs.iter().map(|(_, o)| *o).collect(),
+            output_names: outputs.iter().map(|(s, _)| s.clone()).collect(),
+            output_copies,
+            state_names,
+            plan,
+            pool: pool::global(),
+            graph,
+        })
+    }
+
+    /// Bytes of the arena the memory plan laid out, and what the values would take without
+    /// reuse.
+    pub fn arena_bytes(&self) -> (usize, usize) {
+        (self.plan.arena_bytes, self.plan.unplanned_bytes)
+    }
+
+    /// Number of kernel launches (single ops and fused loops) per step.
+    pub fn kernel_count(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The graph after the compile-time passes.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn check_inputs(&self, inputs: &[HostSlice<'_>]) -> Result<()> {
+        if inputs.len() != self.input_nodes.len() {
+            return Err(Error::InputCount {
+                expected: self.input_nodes.len(),
+                names: self.input_names.join(", "),
+                found: inputs.len(),
+            });
+        }
+        for (k, (x, id)) in inputs.iter().zip(&self.input_nodes).enumerate() {
+            let node = &self.graph.nodes()[id.0];
+            if x.dtype() != node.dtype || x.len() != node.shape.numel() {
+                return Err(Error::BadData {
+                    what: format!("input {:?}", self.input_names[k]),
+                    expected_dtype: node.dtype,
+                    expected_shape: node.shape.clone(),
+                    found: format!("{} × {}", x.len(), x.dtype()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_ptrs(&mut self, inputs: &[HostSlice<'_>]) {
+        let arena = self.arena.ptr();
+        for i in 0..self.locs.len() {
+            self.ptrs[i] = match self.locs[i] {
+                Loc::Input(k) => inputs[k].as_bytes().as_ptr() as *mut u8,
+                Loc::State(s) => self.state[s].cur.ptr(),
+                Loc::StateNext(s) => self.state[s].next.ptr(),
+                Loc::Const(c) => self.consts[c].ptr(),
+                // SAFETY: the plan keeps every offset inside the arena.
+                Loc::Arena(off) => unsafe { arena.add(off) },
+                Loc::View(src) => self.ptrs[src.0],
+                Loc::Nowhere => std::ptr::null_mut(),
+            };
+        }
+    }
+
+    /// Runs one kernel.
+    ///
+    /// # Safety
+    /// `ptrs` must be fresh for this step.
+    unsafe fn run_node(&self, id: NodeId, workspace: *mut u8) {
+        let nodes = self.graph.nodes();
+        let node = &nodes[id.0];
+        let ptrs = &self.ptrs;
+        let pool = self.pool;
+        let operand = |k: usize| &nodes[node.inputs[k].0];
+        let dims = |k: usize| operand(k).shape.dims();
+        let f = |k: usize| f32s(ptrs[node.inputs[k].0], operand(k).shape.numel());
+        let out_len = node.shape.numel();
+        let out = ptrs[id.0];
+        let y = || f32s_mut(out, out_len);
+        let ws = |elems: usize| f32s_mut(workspace, elems);
+        let elem = node.dtype.size_in_bytes();
+        match &node.op {
+            Op::Unary(u) => ew::unary_kernel(*u, f(0), y()),
+            Op::Binary(b) => ew::binary_kernel(
+                *b,
+                (f(0), dims(0)),
+                (f(1), dims(1)),
+                (y(), node.shape.dims()),
+            ),
+            Op::Compare(c) => {
+                let yb = std::slice::from_raw_parts_mut(out as *mut bool, out_len);
+                let od = node.shape.dims();
+                if operand(0).dtype == DType::I32 {
+                    let i =
+                        |k: usize| typed::<i32>(ptrs[node.inputs[k].0], operand(k).shape.numel());
+                    ew::compare_kernel(*c, (i(0), dims(0)), (i(1), dims(1)), (yb, od));
+                } else {
+                    ew::compare_kernel(*c, (f(0), dims(0)), (f(1), dims(1)), (yb, od));
+                }
+            }
+            Op::Select => {
+                let c = typed::<bool>(ptrs[node.inputs[0].0], operand(0).shape.numel());
+                ew::select_kernel(
+                    (c, dims(0)),
+                    (f(1), dims(1)),
+                    (f(2), dims(2)),
+                    (y(), node.shape.dims()),
+                );
+            }
+            Op::MatMul {
+                transpose_a,
+                transpose_b,
+            } => matmul::matmul(
+                f(0),
+                dims(0),
+                *transpose_a,
+                f(1),
+                dims(1),
+                *transpose_b,
+                y(),
+                pool,
+            ),
+            Op::Conv2d(attrs) => {
+                let g = ConvGeometry::new(dims(0), dims(1), node.shape.dims(), *attrs);
+                conv::conv2d(&g, f(0), f(1), y(), ws(g.workspace_elements()), pool);
+            }
+            Op::Conv2dGradInput { attrs, .. } => {
+                let g = ConvGeometry::new(node.shape.dims(), dims(1), dims(0), *attrs);
+                conv::conv2d_grad_input(&g, f(0), f(1), y(), ws(g.workspace_elements()), pool);
+            }
+            Op::Conv2dGradFilter { attrs, .. } => {
+                let g = ConvGeometry::new(dims(0), node.shape.dims(), dims(1), *attrs);
+                conv::conv2d_grad_filter(&g, f(0), f(1), y(), ws(g.workspace_elements()), pool);
+            }
+            Op::MaxPool2d(attrs) => {
+                let g = PoolGeometry::new(dims(0), node.shape.dims(), *attrs);
+                pool2d::max_pool(&g, f(0), y(), pool);
+            }
+            Op::MaxPool2dGrad(attrs) => {
+                let g = PoolGeometry::new(dims(0), dims(1), *attrs);
+                pool2d::max_pool_grad(&g, f(0), f(1), y(), pool);
+            }
+            Op::AvgPool2d(attrs) => {
+                let g = PoolGeometry::new(dims(0), node.shape.dims(), *attrs);
+                pool2d::avg_pool(&g, f(0), y(), pool);
+            }
+            Op::AvgPool2dGrad { attrs, .. } => {
+                let g = PoolGeometry::new(node.shape.dims(), dims(0), *attrs);
+                pool2d::avg_pool_grad(&g, f(0), y(), pool);
+            }
+            Op::Reduce { op, axes, .. } => reduce::reduce(*op, f(0), dims(0), axes, y()),
+            Op::Transpose { perm } => {
+                layout::transpose(elem, ptrs[node.inputs[0].0], dims(0), perm, out)
+            }
+            Op::Broadcast { shape } => {
+                layout::broadcast(elem, ptrs[node.inputs[0].0], dims(0), shape, out)
+            }
+            Op::Slice { starts, .. } => layout::slice(
+                elem,
+                ptrs[node.inputs[0].0],
+                dims(0),
+                starts,
+                node.shape.dims(),
+                out,
+            ),
+            Op::Pad { low, .. } => {
+                std::ptr::write_bytes(out, 0, out_len * elem);
+                layout::place(
+                    elem,
+                    ptrs[node.inputs[0].0],
+                    dims(0),
+                    low,
+                    node.shape.dims(),
+                    out,
+                );
+            }
+            Op::Concat { axis } => {
+                let mut starts = vec![0; node.shape.rank()];
+                for (k, x) in node.inputs.iter().enumerate() {
+                    layout::place(elem, ptrs[x.0], dims(k), &starts, node.shape.dims(), out);
+                    starts[*axis] += dims(k)[*axis];
+                }
+            }
+            Op::OneHot { depth } => {
+                let labels = typed::<i32>(ptrs[node.inputs[0].0], operand(0).shape.numel());
+                misc::one_hot(labels, *depth, y());
+            }
+            Op::ArgMax { axis } => {
+                let d = dims(0);
+                let outer = d[..*axis].iter().product();
+                let inner = d[axis + 1..].iter().product();
+                let yi = std::slice::from_raw_parts_mut(out as *mut i32, out_len);
+                misc::argmax(f(0), outer, d[*axis], inner, yi);
+            }
+            Op::Cast { to } => {
+                let x = host_slice(
+                    operand(0).dtype,
+                    ptrs[node.inputs[0].0],
+                    operand(0).shape.numel(),
+                );
+                misc::cast(x, *to, out, out_len);
+            }
+            Op::Input { .. }
+            | Op::Parameter { .. }
+            | Op::Constant(_)
+            | Op::Reshape { .. }
+            | Op::StopGradient => {}
+        }
+    }
+}
+
+/// The node whose memory `id` uses (following views).
+fn root_of(locs: &[Loc], mut id: NodeId) -> NodeId {
+    while let Loc::View(src) = locs[id.0] {
+        id = src;
+    }
+    id
+}
+
+/// Workspace bytes a node's kernel needs.
+fn workspace_bytes(graph: &Graph, id: NodeId) -> usize {
+    let nodes = graph.nodes();
+    let node = &nodes[id.0];
+    let dims = |k: usize| nodes[node.inputs[k].0].shape.dims();
+    let geometry = match &node.op {
+        Op::Conv2d(a) => ConvGeometry::new(dims(0), dims(1), node.shape.dims(), *a),
+        Op::Conv2dGradInput { attrs, .. } => {
+            ConvGeometry::new(node.shape.dims(), dims(1), dims(0), *attrs)
+        }
+        Op::Conv2dGradFilter { attrs, .. } => {
+            ConvGeometry::new(dims(0), node.shape.dims(), dims(1), *attrs)
+        }
+        _ => return 0,
+    };
+    geometry.workspace_elements() * 4
+}
+
+/// Compiles one fusion group into a loop description.
+fn build_fused(graph: &Graph, group: &FusionGroup, group_of: &[Option<usize>], g: usize) -> Step {
+    let nodes = graph.nodes();
+    let member_index = |id: NodeId| group.members.iter().position(|&m| m == id);
+    let mut inputs: Vec<NodeId> = Vec::new();
+    let ops = group
+        .members
+        .iter()
+        .map(|&m| {
+            let node = &nodes[m.0];
+            let kind = match &node.op {
+                Op::Unary(u) => FusedKind::Unary(*u),
+                Op::Binary(b) => FusedKind::Binary(*b),
+                Op::Compare(c) => FusedKind::Compare(*c),
+                _ => FusedKind::Select,
+            };
+            let mut args = [Arg::Member(0); 3];
+            for (k, x) in node.inputs.iter().enumerate() {
+                args[k] = match (group_of[x.0] == Some(g))
+                    .then(|| member_index(*x))
+                    .flatten()
+                {
+                    Some(j) => Arg::Member(j),
+                    None => {
+                        let operand = &nodes[x.0];
+                        let slot = inputs.iter().position(|i| i == x).unwrap_or_else(|| {
+                            inputs.push(*x);
+                            inputs.len() - 1
+                        });
+                        Arg::External {
+                            slot,
+                            // The fusion pass admitted only operands with an access pattern.
+                            access: fusion::access(&operand.shape, &group.shape)
+                                .unwrap_or(fusion::Access::Full),
+                            is_bool: operand.dtype == DType::Bool,
+                        }
+                    }
+                };
+            }
+            FusedOp { kind, args }
+        })
+        .collect();
+    let outputs: Vec<FusedOutput> = group
+        .outputs
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, o)| {
+            Some(FusedOutput {
+                member: member_index(*o)?,
+                slot,
+                is_bool: nodes[o.0].dtype == DType::Bool,
+            })
+        })
+        .collect();
+    let lp = FusedLoop {
+        len: group.shape.numel(),
+        ops,
+        outputs,
+    };
+    Step::Fused {
+        lp,
+        in_ptrs: vec![std::ptr::null(); inputs.len()],
+        out_ptrs: vec![std::ptr::null_mut(); group.outputs.len()],
+        inputs,
+        outputs: group.outputs.clone(),
+    }
+}
+
+unsafe fn typed<'a, T>(p: *mut u8, len: usize) -> &'a [T] {
+    if len == 0 {
+        &[]
+    } else {
+        std::slice::from_raw_parts(p as *const T, len)
+    }
+}
+
+unsafe fn f32s<'a>(p: *mut u8, len: usize) -> &'a [f32] {
+    typed(p, len)
+}
+
+unsafe fn f32s_mut<'a>(p: *mut u8, len: usize) -> &'a mut [f32] {
+    if len == 0 {
+        &mut []
+    } else {
+        std::slice::from_raw_parts_mut(p as *mut f32, len)
+    }
+}
+
+/// A typed view of `len` elements of `dtype` at `p`.
+unsafe fn host_slice<'a>(dtype: DType, p: *const u8, len: usize) -> HostSlice<'a> {
+    let p = p as *mut u8;
+    match dtype {
+        DType::I32 => HostSlice::I32(typed(p, len)),
+        DType::U8 => HostSlice::U8(typed(p, len)),
+        DType::Bool => HostSlice::Bool(typed(p, len)),
+        _ => HostSlice::F32(typed(p, len)),
+    }
+}
+
+impl Executable for CpuExecutable {
+    fn input_names(&self) -> &[String] {
+        &self.input_names
+    }
+
+    fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
+    fn state_names(&self) -> &[String] {
+        &self.state_names
+    }
+
+    fn run(&mut self, inputs: &[HostSlice<'_>]) -> Result<()> {
+        self.check_inputs(inputs)?;
+        self.refresh_ptrs(inputs);
+        for s in 0..self.steps.len() {
+            // SAFETY: pointers were refreshed for this step; the memory plan guarantees each
+            // kernel's output is disjoint from everything it reads.
+            unsafe {
+                match &mut self.steps[s] {
+                    Step::Node { id, workspace } => {
+                        let (id, workspace) = (*id, self.arena.ptr().add(*workspace));
+                        self.run_node(id, workspace);
+                    }
+                    Step::Fused {
+                        lp,
+                        inputs,
+                        outputs,
+                        in_ptrs,
+                        out_ptrs,
+                    } => {
+                        for (p, x) in in_ptrs.iter_mut().zip(inputs.iter()) {
+                            *p = self.ptrs[x.0];
+                        }
+                        for (p, x) in out_ptrs.iter_mut().zip(outputs.iter()) {
+                            *p = self.ptrs[x.0];
+                        }
+                        lp.run(in_ptrs, out_ptrs, self.pool);
+                    }
+                }
+            }
+        }
+        // Outputs not kept in the arena are copied out before state moves on.
+        for (k, copy) in self.output_copies.iter_mut().enumerate() {
+            if let Some(buf) = copy {
+                let id = self.output_nodes[k];
+                let len = buf.bytes().len();
+                // SAFETY: the node's memory holds `len` bytes for this step.
+                let src = unsafe { std::slice::from_raw_parts(self.ptrs[id.0], len) };
+                buf.bytes_mut().copy_from_slice(src);
+            }
+        }
+        for slot in &mut self.state {
+            let Some(v) = slot.update else { continue };
+            if !slot.pinned {
+                let len = slot.next.bytes().len();
+                // SAFETY: as above.
+                let src = unsafe { std::slice::from_raw_parts(self.ptrs[v.0], len) };
+                slot.next.bytes_mut().copy_from_slice(src);
+            }
+            std::mem::swap(&mut slot.cur, &mut slot.next);
+        }
+        Ok(())
+    }
+
+    fn output_slice(&mut self, index: usize) -> Result<HostSlice<'_>> {
+        let id = *self
+            .output_nodes
+            .get(index)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "output",
+                name: format!("#{index}"),
+                known: self.output_names.join(", "),
+            })?;
+        let node = &self.graph.nodes()[id.0];
+        let len = node.shape.numel();
+        let ptr = match &mut self.output_copies[index] {
+            Some(buf) => buf.ptr() as *const u8,
+            None => {
+                let Loc::Arena(off) = self.locs[root_of(&self.locs, id).0] else {
+                    unreachable!("outputs outside the arena have copies")
+                };
+                // SAFETY: the plan keeps outputs alive in the arena after the step.
+                unsafe { self.arena.ptr().add(off) as *const u8 }
+            }
+        };
+        // SAFETY: the buffer holds `len` elements of the node's dtype.
+        Ok(unsafe { host_slice(node.dtype, ptr, len) })
+    }
+
+    fn read_state(&mut self, name: &str) -> Result<HostTensor> {
+        let s = self.state_index(name)?;
+        let slot = &mut self.state[s];
+        let node = &self.graph.nodes()[slot.node.0];
+        let len = node.shape.numel();
+        // SAFETY: the buffer holds `len` elements of the node's dtype.
+        let data = unsafe { host_slice(node.dtype, slot.cur.ptr(), len) }.to_owned();
+        HostTensor::new(node.shape.clone(), data)
+    }
+
+    fn write_state(&mut self, name: &str, value: HostSlice<'_>) -> Result<()> {
+        let s = self.state_index(name)?;
+        let node = &self.graph.nodes()[self.state[s].node.0];
+        if value.dtype() != node.dtype || value.len() != node.shape.numel() {
+            return Err(Error::BadData {
+                what: format!("state {name:?}"),
+                expected_dtype: node.dtype,
+                expected_shape: node.shape.clone(),
+                found: format!("{} × {}", value.len(), value.dtype()),
+            });
+        }
+        self.state[s]
+            .cur
+            .bytes_mut()
+            .copy_from_slice(value.as_bytes());
+        Ok(())
+    }
+
+    fn output(&mut self, name: &str) -> Result<HostTensor> {
+        let index = self.output_index(name)?;
+        let shape = self.graph.nodes()[self.output_nodes[index].0].shape.clone();
+        let data: HostData = self.output_slice(index)?.to_owned();
+        HostTensor::new(shape, data)
+    }
+}
+
+impl CpuExecutable {
+    fn state_index(&self, name: &str) -> Result<usize> {
+        self.state_names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| Error::UnknownName {
+                kind: "state",
+                name: name.to_string(),
+                known: self.state_names.join(", "),
+            })
+    }
+}

@@ -1,0 +1,124 @@
+//! Elementwise math: the scalar definitions every other path (fused loops, other backends'
+//! references) agrees with, and the general broadcasting kernels.
+
+use super::{advance, broadcast_strides};
+use crate::ir::{BinaryOp, CompareOp, UnaryOp};
+
+/// `op(x)` for one element.
+#[inline(always)]
+pub fn unary(op: UnaryOp, x: f32) -> f32 {
+    match op {
+        UnaryOp::Neg => -x,
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        UnaryOp::Relu => x.max(0.0),
+        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Square => x * x,
+        UnaryOp::Recip => 1.0 / x,
+    }
+}
+
+/// `op(a, b)` for one element.
+#[inline(always)]
+pub fn binary(op: BinaryOp, a: f32, b: f32) -> f32 {
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+        BinaryOp::Pow => a.powf(b),
+    }
+}
+
+/// `op(a, b)` for one element of any ordered type.
+#[inline(always)]
+pub fn compare<T: PartialOrd>(op: CompareOp, a: T, b: T) -> bool {
+    match op {
+        CompareOp::Eq => a == b,
+        CompareOp::Ne => a != b,
+        CompareOp::Lt => a < b,
+        CompareOp::Le => a <= b,
+        CompareOp::Gt => a > b,
+        CompareOp::Ge => a >= b,
+    }
+}
+
+/// Applies `f` to every output element of a broadcast over `out_dims`, given each operand's
+/// dims; `f` receives the output index and each operand's element index.
+pub fn for_each_broadcast<const N: usize>(
+    out_dims: &[usize],
+    operand_dims: [&[usize]; N],
+    mut f: impl FnMut(usize, [usize; N]),
+) {
+    let total: usize = out_dims.iter().product();
+    if total == 0 {
+        return;
+    }
+    let strides: Vec<Vec<isize>> = operand_dims
+        .iter()
+        .map(|d| broadcast_strides(d, out_dims))
+        .collect();
+    let stride_refs: Vec<&[isize]> = strides.iter().map(|s| s.as_slice()).collect();
+    let mut idx = vec![0usize; out_dims.len()];
+    let mut offsets = vec![0isize; N];
+    for i in 0..total {
+        f(i, std::array::from_fn(|k| offsets[k] as usize));
+        advance(&mut idx, out_dims, &mut offsets, &stride_refs);
+    }
+}
+
+/// General unary kernel.
+pub fn unary_kernel(op: UnaryOp, x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = unary(op, x);
+    }
+}
+
+/// General broadcasting binary kernel.
+pub fn binary_kernel(
+    op: BinaryOp,
+    a: (&[f32], &[usize]),
+    b: (&[f32], &[usize]),
+    y: (&mut [f32], &[usize]),
+) {
+    let (out, dims) = y;
+    for_each_broadcast(dims, [a.1, b.1], |i, [ia, ib]| {
+        out[i] = binary(op, a.0[ia], b.0[ib])
+    });
+}
+
+/// General broadcasting comparison kernel.
+pub fn compare_kernel<T: PartialOrd + Copy>(
+    op: CompareOp,
+    a: (&[T], &[usize]),
+    b: (&[T], &[usize]),
+    y: (&mut [bool], &[usize]),
+) {
+    let (out, dims) = y;
+    for_each_broadcast(dims, [a.1, b.1], |i, [ia, ib]| {
+        out[i] = compare(op, a.0[ia], b.0[ib])
+    });
+}
+
+/// General broadcasting select kernel.
+pub fn select_kernel(
+    cond: (&[bool], &[usize]),
+    on_true: (&[f32], &[usize]),
+    on_false: (&[f32], &[usize]),
+    y: (&mut [f32], &[usize]),
+) {
+    let (out, dims) = y;
+    for_each_broadcast(dims, [cond.1, on_true.1, on_false.1], |i, [c, t, f]| {
+        out[i] = if cond.0[c] {
+            on_true.0[t]
+        } else {
+            on_false.0[f]
+        };
+    });
+}

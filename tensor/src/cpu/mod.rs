@@ -1,0 +1,85 @@
+//! The CPU backend: compiles a graph into a planned sequence of kernels over one arena, so
+//! that after the first step a step allocates nothing.
+
+mod buffer;
+mod executable;
+pub mod gemm;
+pub mod kernels;
+pub mod pool;
+
+pub use executable::CpuExecutable;
+
+use crate::backend::{Backend, Executable};
+use crate::ir::Graph;
+use crate::Result;
+
+/// Which optimisations the CPU backend applies; the reference setting turns them all off so
+/// that tests can compare the two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuOptions {
+    /// Constant folding and dead-node elimination.
+    pub simplify: bool,
+    /// Elementwise fusion into chunked loops.
+    pub fuse: bool,
+    /// Reuse of arena bytes between values with disjoint lifetimes.
+    pub plan_memory: bool,
+}
+
+impl CpuOptions {
+    /// Everything on (the default).
+    pub fn fast() -> Self {
+        CpuOptions {
+            simplify: true,
+            fuse: true,
+            plan_memory: true,
+        }
+    }
+
+    /// Everything off: one kernel per node, one buffer per value.
+    pub fn reference() -> Self {
+        CpuOptions {
+            simplify: false,
+            fuse: false,
+            plan_memory: false,
+        }
+    }
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        Self::fast()
+    }
+}
+
+/// Runs graphs on the host's cores.
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend {
+    options: CpuOptions,
+}
+
+impl CpuBackend {
+    /// The backend with every optimisation on.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The backend with chosen optimisations.
+    pub fn with_options(options: CpuOptions) -> Self {
+        CpuBackend { options }
+    }
+
+    /// Compiles to the concrete executable type (to inspect its memory plan, say).
+    pub fn compile_cpu(&self, graph: &Graph) -> Result<CpuExecutable> {
+        CpuExecutable::compile(graph, self.options)
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>> {
+        Ok(Box::new(self.compile_cpu(graph)?))
+    }
+}
