@@ -5,7 +5,7 @@ use super::buffer::AlignedBuf;
 use super::kernels::conv::{self, ConvGeometry};
 use super::kernels::fused::{Arg, FusedKind, FusedLoop, FusedOp, FusedOutput};
 use super::kernels::pool2d::{self, PoolGeometry};
-use super::kernels::{elementwise as ew, layout, matmul, misc, reduce};
+use super::kernels::{elementwise as ew, layout, matmul, misc, reduce, Small, MAX_RANK};
 use super::pool::{self, WorkerPool};
 use super::CpuOptions;
 use crate::backend::Executable;
@@ -96,6 +96,12 @@ fn unsupported(what: String) -> Error {
 /// Rejects what the CPU kernels do not implement, before anything runs.
 fn check_supported(graph: &Graph) -> Result<()> {
     for (i, n) in graph.nodes().iter().enumerate() {
+        if n.shape.rank() > MAX_RANK {
+            return Err(unsupported(format!(
+                "rank {} (node %{i}); the CPU kernels go up to rank {MAX_RANK}",
+                n.shape.rank()
+            )));
+        }
         if matches!(n.dtype, DType::F16 | DType::BF16) {
             return Err(unsupported(format!(
                 "{} values (node %{i}, {}); use f32 on the CPU",
@@ -393,16 +399,19 @@ impl CpuExecutable {
             Op::MatMul {
                 transpose_a,
                 transpose_b,
-            } => matmul::matmul(
-                f(0),
-                dims(0),
-                *transpose_a,
-                f(1),
-                dims(1),
-                *transpose_b,
-                y(),
-                pool,
-            ),
+            } => {
+                let a = matmul::Operand {
+                    data: f(0),
+                    dims: dims(0),
+                    transposed: *transpose_a,
+                };
+                let b = matmul::Operand {
+                    data: f(1),
+                    dims: dims(1),
+                    transposed: *transpose_b,
+                };
+                matmul::matmul(a, b, y(), pool)
+            }
             Op::Conv2d(attrs) => {
                 let g = ConvGeometry::new(dims(0), dims(1), node.shape.dims(), *attrs);
                 conv::conv2d(&g, f(0), f(1), y(), ws(g.workspace_elements()), pool);
@@ -458,7 +467,7 @@ impl CpuExecutable {
                 );
             }
             Op::Concat { axis } => {
-                let mut starts = vec![0; node.shape.rank()];
+                let mut starts = Small::<usize>::filled(node.shape.rank());
                 for (k, x) in node.inputs.iter().enumerate() {
                     layout::place(elem, ptrs[x.0], dims(k), &starts, node.shape.dims(), out);
                     starts[*axis] += dims(k)[*axis];

@@ -52,7 +52,21 @@ const NC: usize = 2048;
 /// Below this many multiply-adds a GEMM runs on the calling thread alone.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
-type Microkernel = unsafe fn(usize, *const f32, *const f32, *mut f32, usize, usize, usize, bool);
+/// One microkernel call: `kc` depth steps over packed panels `a` and `b`, into the `mr × nr`
+/// corner of the tile at `c` (leading dimension `ldc`), adding to it when `accumulate`.
+#[derive(Clone, Copy)]
+struct TileCall {
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+    accumulate: bool,
+}
+
+type Microkernel = unsafe fn(TileCall);
 
 /// The microkernel chosen for this CPU and its tile size.
 #[derive(Clone, Copy)]
@@ -188,7 +202,17 @@ pub unsafe fn sgemm(
                                 let mr = kern.mr.min(mcb - ir);
                                 let ap = pa.as_ptr().add(ir * kc);
                                 let cp = c.get().add((ic + ir) * ldc + jc + p * kern.nr);
-                                (kern.run)(kc, ap, bp, cp, ldc, mr, nr, acc);
+                                let call = TileCall {
+                                    kc,
+                                    a: ap,
+                                    b: bp,
+                                    c: cp,
+                                    ldc,
+                                    mr,
+                                    nr,
+                                    accumulate: acc,
+                                };
+                                (kern.run)(call);
                             }
                         }
                     });
@@ -259,17 +283,17 @@ unsafe fn pack_b(kc: usize, nc: usize, panel: usize, nr: usize, b: MatRef, dst: 
 /// The register tile: `MR × NR` accumulators over `kc` packed depth steps, then a store of the
 /// valid `mr × nr` corner (adding the old values when `accumulate`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile<const MR: usize, const NR: usize, const FMA: bool>(
-    kc: usize,
-    ap: *const f32,
-    bp: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    accumulate: bool,
-) {
+unsafe fn tile<const MR: usize, const NR: usize, const FMA: bool>(t: TileCall) {
+    let TileCall {
+        kc,
+        a: ap,
+        b: bp,
+        c,
+        ldc,
+        mr,
+        nr,
+        accumulate,
+    } = t;
     let mut acc = [[0f32; NR]; MR];
     for p in 0..kc {
         let b: [f32; NR] = std::ptr::read_unaligned(bp.add(p * NR) as *const [f32; NR]);
@@ -306,49 +330,22 @@ unsafe fn tile<const MR: usize, const NR: usize, const FMA: bool>(
     }
 }
 
-unsafe fn portable(
-    kc: usize,
-    ap: *const f32,
-    bp: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    acc: bool,
-) {
-    tile::<4, 16, false>(kc, ap, bp, c, ldc, mr, nr, acc)
+unsafe fn portable(t: TileCall) {
+    tile::<4, 16, false>(t)
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::tile;
+    use super::{tile, TileCall};
 
     #[target_feature(enable = "avx512f,fma")]
-    pub(super) unsafe fn avx512(
-        kc: usize,
-        ap: *const f32,
-        bp: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        mr: usize,
-        nr: usize,
-        acc: bool,
-    ) {
-        tile::<12, 32, true>(kc, ap, bp, c, ldc, mr, nr, acc)
+    pub(super) unsafe fn avx512(t: TileCall) {
+        tile::<12, 32, true>(t)
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn avx2(
-        kc: usize,
-        ap: *const f32,
-        bp: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        mr: usize,
-        nr: usize,
-        acc: bool,
-    ) {
-        tile::<6, 16, true>(kc, ap, bp, c, ldc, mr, nr, acc)
+    pub(super) unsafe fn avx2(t: TileCall) {
+        tile::<6, 16, true>(t)
     }
 }
 

@@ -94,6 +94,14 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// # Safety
+    /// `i` must be inside the buffer, and the caller's task must own that element.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        self.0.add(i)
+    }
+}
+
 /// Fills `cols` (`images · OH·OW` rows of `KH·KW·C`) with the patches of images
 /// `first..first+images`.
 fn im2col(
@@ -109,12 +117,11 @@ fn im2col(
     let out = Shared(cols.as_mut_ptr());
     let tasks = pool.threads().min(rows.max(1));
     pool.run(tasks, &|t| {
-        let out = out;
         for r in rows * t / tasks..rows * (t + 1) / tasks {
             let (img, rem) = (first + r / (g.oh * g.ow), r % (g.oh * g.ow));
             let (oy, ox) = (rem / g.ow, rem % g.ow);
             // SAFETY: row `r` of `cols` is written by this task only.
-            let row = unsafe { std::slice::from_raw_parts_mut(out.0.add(r * patch), patch) };
+            let row = unsafe { std::slice::from_raw_parts_mut(out.at(r * patch), patch) };
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
                     let dst = &mut row[(ky * g.kw + kx) * g.c..][..g.c];
@@ -285,7 +292,6 @@ pub fn conv2d_grad_input(
         let out = Shared(dx.as_mut_ptr());
         let tasks = pool.threads().min(images);
         pool.run(tasks, &|t| {
-            let out = out;
             for i in images * t / tasks..images * (t + 1) / tasks {
                 let img = first + i;
                 for oy in 0..g.oh {
@@ -300,7 +306,7 @@ pub fn conv2d_grad_input(
                                 // SAFETY: image `img` of dx is written by this task only.
                                 let dst = unsafe {
                                     std::slice::from_raw_parts_mut(
-                                        out.0.add(((img * g.h + iy) * g.w + ix) * g.c),
+                                        out.at(((img * g.h + iy) * g.w + ix) * g.c),
                                         g.c,
                                     )
                                 };

@@ -1,7 +1,7 @@
 //! Elementwise math: the scalar definitions every other path (fused loops, other backends'
 //! references) agrees with, and the general broadcasting kernels.
 
-use super::{advance, broadcast_strides};
+use super::{advance, broadcast_strides, Small};
 use crate::ir::{BinaryOp, CompareOp, UnaryOp};
 
 /// `op(x)` for one element.
@@ -60,13 +60,11 @@ pub fn for_each_broadcast<const N: usize>(
     if total == 0 {
         return;
     }
-    let strides: Vec<Vec<isize>> = operand_dims
-        .iter()
-        .map(|d| broadcast_strides(d, out_dims))
-        .collect();
-    let stride_refs: Vec<&[isize]> = strides.iter().map(|s| s.as_slice()).collect();
-    let mut idx = vec![0usize; out_dims.len()];
-    let mut offsets = vec![0isize; N];
+    let strides: [Small<isize>; N] =
+        std::array::from_fn(|k| broadcast_strides(operand_dims[k], out_dims));
+    let stride_refs: [&[isize]; N] = std::array::from_fn(|k| &*strides[k]);
+    let mut idx = Small::<usize>::filled(out_dims.len());
+    let mut offsets = [0isize; N];
     for i in 0..total {
         f(i, std::array::from_fn(|k| offsets[k] as usize));
         advance(&mut idx, out_dims, &mut offsets, &stride_refs);

@@ -97,7 +97,6 @@ impl FusedLoop {
             1
         };
         let body = |t: usize| {
-            let ptrs = ptrs;
             let (lo, hi) = (chunks * t / tasks, chunks * (t + 1) / tasks);
             let mut scratch = [[0f32; CHUNK]; MAX_GROUP_SIZE];
             for c in lo..hi {

@@ -1,7 +1,7 @@
 //! Data movement: transpose, broadcast, slice, pad and concat are all one strided copy over
 //! elements of 1, 2 or 4 bytes.
 
-use super::{advance, broadcast_strides};
+use super::{advance, broadcast_strides, row_major, Small};
 
 /// Copies a `dims`-shaped block: destination element at multi-index `i` (row-major strides
 /// `dst_strides` from `dst`) gets the source element at `src + Σ i·src_strides`.
@@ -15,7 +15,7 @@ unsafe fn strided_copy<T: Copy>(
     dst: *mut T,
     dst_strides: &[isize],
 ) {
-    if dims.iter().any(|&d| d == 0) {
+    if dims.contains(&0) {
         return;
     }
     if dims.is_empty() {
@@ -26,7 +26,7 @@ unsafe fn strided_copy<T: Copy>(
     let (inner, s_in, d_in) = (dims[last], src_strides[last], dst_strides[last]);
     let outer = &dims[..last];
     let strides: [&[isize]; 2] = [&src_strides[..last], &dst_strides[..last]];
-    let mut idx = vec![0usize; outer.len()];
+    let mut idx = Small::<usize>::filled(outer.len());
     let mut offsets = [0isize; 2];
     loop {
         let (s, d) = (src.offset(offsets[0]), dst.offset(offsets[1]));
@@ -41,14 +41,6 @@ unsafe fn strided_copy<T: Copy>(
             break;
         }
     }
-}
-
-fn row_major(dims: &[usize]) -> Vec<isize> {
-    let mut s = vec![1isize; dims.len()];
-    for d in (0..dims.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1] * dims[d + 1] as isize;
-    }
-    s
 }
 
 /// Runs `f` with the element type matching `size` bytes.
@@ -68,8 +60,12 @@ macro_rules! by_size {
 /// `x` and `y` hold `dims.product()` elements of `elem` bytes and do not overlap.
 pub unsafe fn transpose(elem: usize, x: *const u8, dims: &[usize], perm: &[usize], y: *mut u8) {
     let xs = row_major(dims);
-    let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
-    let src_strides: Vec<isize> = perm.iter().map(|&p| xs[p]).collect();
+    let mut out_dims = Small::<usize>::filled(0);
+    let mut src_strides = Small::<isize>::filled(0);
+    for &p in perm {
+        out_dims.push(dims[p]);
+        src_strides.push(xs[p]);
+    }
     let dst_strides = row_major(&out_dims);
     unsafe fn go<T: Copy>(d: &[usize], x: *const u8, ss: &[isize], y: *mut u8, ds: &[isize]) {
         strided_copy(d, x as *const T, ss, y as *mut T, ds)
@@ -105,7 +101,7 @@ pub unsafe fn slice(
     let xs = row_major(dims);
     let offset: isize = starts
         .iter()
-        .zip(&xs)
+        .zip(xs.iter())
         .map(|(&s, &st)| s as isize * st)
         .sum();
     let dst_strides = row_major(out_dims);
@@ -138,7 +134,7 @@ pub unsafe fn place(
     let ys = row_major(out_dims);
     let offset: isize = starts
         .iter()
-        .zip(&ys)
+        .zip(ys.iter())
         .map(|(&s, &st)| s as isize * st)
         .sum();
     let src_strides = row_major(dims);

@@ -3,18 +3,21 @@
 use crate::cpu::gemm::{sgemm, MatRef};
 use crate::cpu::pool::WorkerPool;
 
-/// `y[b] = op(a[b]) @ op(b[b])` for each leading batch index; `a_dims` and `b_dims` are the
-/// operands' full dims (batch dims first, equal in both).
-pub fn matmul(
-    a: &[f32],
-    a_dims: &[usize],
-    ta: bool,
-    b: &[f32],
-    b_dims: &[usize],
-    tb: bool,
-    y: &mut [f32],
-    pool: &WorkerPool,
-) {
+/// A matmul operand: its elements, its full dims (batch dims first) and whether it is read
+/// transposed.
+pub struct Operand<'a> {
+    /// Row-major elements.
+    pub data: &'a [f32],
+    /// Full dims.
+    pub dims: &'a [usize],
+    /// Read transposed.
+    pub transposed: bool,
+}
+
+/// `y[i] = op(a[i]) @ op(b[i])` for each leading batch index (batch dims equal in both).
+pub fn matmul(a: Operand<'_>, b: Operand<'_>, y: &mut [f32], pool: &WorkerPool) {
+    let (a_dims, b_dims, ta, tb) = (a.dims, b.dims, a.transposed, b.transposed);
+    let (a, b) = (a.data, b.data);
     let r = a_dims.len();
     let (ar, ac) = (a_dims[r - 2], a_dims[r - 1]);
     let (br, bc) = (b_dims[r - 2], b_dims[r - 1]);

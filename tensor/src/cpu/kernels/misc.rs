@@ -36,9 +36,11 @@ pub fn argmax(x: &[f32], outer: usize, len: usize, inner: usize, y: &mut [i32]) 
 }
 
 /// Converts elements between host dtypes (`f32` → integer truncates toward zero, saturating).
-pub fn cast(x: HostSlice<'_>, to: DType, y: *mut u8, len: usize) {
-    // SAFETY (for each arm): `y` holds `len` elements of `to`, as the executable allocated it.
-    unsafe {
+///
+/// # Safety
+/// `y` must be valid for writes of `len` elements of `to`.
+pub unsafe fn cast(x: HostSlice<'_>, to: DType, y: *mut u8, len: usize) {
+    {
         match to {
             DType::F32 => {
                 let y = std::slice::from_raw_parts_mut(y as *mut f32, len);

@@ -105,7 +105,7 @@ pub fn max_pool_grad(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], po
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 let grad = &dy[g.out_at(img, oy, ox)..][..g.c];
-                for ch in 0..g.c {
+                for (ch, &gc) in grad.iter().enumerate() {
                     let mut best: Option<(usize, f32)> = None;
                     for (iy, ix) in g.window(oy, ox) {
                         let at = g.at(img, iy, ix) + ch;
@@ -115,7 +115,7 @@ pub fn max_pool_grad(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], po
                     }
                     if let Some((at, _)) = best {
                         // SAFETY: `at` is inside image `img`, which this task owns.
-                        unsafe { *out.at(at) += grad[ch] };
+                        unsafe { *out.at(at) += gc };
                     }
                 }
             }

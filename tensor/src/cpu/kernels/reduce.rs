@@ -1,12 +1,13 @@
 //! Reductions over any set of axes.
 
+use super::Small;
 use crate::ir::ReduceOp;
 
 /// Reduces `x` (dims `dims`) over `axes` into `y` (the kept dims, row-major).
 pub fn reduce(op: ReduceOp, x: &[f32], dims: &[usize], axes: &[usize], y: &mut [f32]) {
     // Merge neighbouring dims that are both reduced or both kept: the loops below then run
     // over at most a handful of long dims.
-    let mut merged: Vec<(usize, bool)> = Vec::new();
+    let mut merged = Small::<(usize, bool)>::filled(0);
     for (d, &n) in dims.iter().enumerate() {
         let r = axes.contains(&d);
         match merged.last_mut() {
@@ -23,7 +24,7 @@ pub fn reduce(op: ReduceOp, x: &[f32], dims: &[usize], axes: &[usize], y: &mut [
         return;
     }
     // Output strides of the merged dims (0 on reduced ones), innermost last.
-    let mut out_strides = vec![0usize; merged.len()];
+    let mut out_strides = Small::<usize>::filled(merged.len());
     let mut s = 1;
     for (i, &(len, reduced)) in merged.iter().enumerate().rev() {
         if !reduced {
@@ -32,15 +33,15 @@ pub fn reduce(op: ReduceOp, x: &[f32], dims: &[usize], axes: &[usize], y: &mut [
         }
     }
     let (inner, inner_reduced) = *merged.last().unwrap_or(&(1, false));
-    let outer: Vec<usize> = merged[..merged.len().saturating_sub(1)]
-        .iter()
-        .map(|m| m.0)
-        .collect();
+    let mut outer = Small::<usize>::filled(0);
+    for m in &merged[..merged.len().saturating_sub(1)] {
+        outer.push(m.0);
+    }
     let combine = |a: f32, b: f32| if op == ReduceOp::Max { a.max(b) } else { a + b };
-    let mut idx = vec![0usize; outer.len()];
+    let mut idx = Small::<usize>::filled(outer.len());
     let mut xo = 0;
     loop {
-        let yo: usize = idx.iter().zip(&out_strides).map(|(i, s)| i * s).sum();
+        let yo: usize = idx.iter().zip(out_strides.iter()).map(|(i, s)| i * s).sum();
         let row = &x[xo..xo + inner];
         if inner_reduced {
             y[yo] = row.iter().fold(y[yo], |a, &b| combine(a, b));

@@ -1,0 +1,218 @@
+//! Many random graphs run twice: with every optimisation (constant folding, dead-node
+//! elimination, fusion, memory reuse) and with none. Outputs and state must agree after several
+//! steps, which catches a fused loop reading a stale value or the memory plan letting two live
+//! values share bytes.
+
+use hasten_tensor::ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use hasten_tensor::{Backend, CpuBackend, CpuOptions, DType, Graph, HostSlice, HostTensor, NodeId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const UNARY: [UnaryOp; 6] = [
+    UnaryOp::Neg,
+    UnaryOp::Relu,
+    UnaryOp::Sigmoid,
+    UnaryOp::Tanh,
+    UnaryOp::Abs,
+    UnaryOp::Square,
+];
+const BINARY: [BinaryOp; 5] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Max,
+    BinaryOp::Min,
+];
+const COMPARE: [CompareOp; 3] = [CompareOp::Lt, CompareOp::Ge, CompareOp::Eq];
+
+fn pick(rng: &mut StdRng, pool: &[NodeId]) -> NodeId {
+    pool[rng.random_range(0..pool.len())]
+}
+
+/// Tries one random op on random operands; `None` when the graph rejects it (a shape
+/// mismatch is an error, never a panic, which this also exercises).
+fn random_node(g: &mut Graph, rng: &mut StdRng, pool: &[NodeId]) -> Option<NodeId> {
+    let a = pick(rng, pool);
+    let b = pick(rng, pool);
+    let rank = g.shape(a).ok()?.rank();
+    match rng.random_range(0..12) {
+        0 | 1 => g.unary(UNARY[rng.random_range(0..UNARY.len())], a).ok(),
+        2..=4 => g
+            .binary(BINARY[rng.random_range(0..BINARY.len())], a, b)
+            .ok(),
+        5 => {
+            let c = g
+                .compare(COMPARE[rng.random_range(0..COMPARE.len())], a, b)
+                .ok()?;
+            g.select(c, a, b).ok()
+        }
+        6 => {
+            let axes: Vec<usize> = (0..rank).filter(|_| rng.random_bool(0.5)).collect();
+            let op = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max][rng.random_range(0..3)];
+            g.reduce(op, a, &axes, rng.random_bool(0.5)).ok()
+        }
+        7 if rank == 2 => g.transpose(a, &[1, 0]).ok(),
+        8 => g
+            .matmul_t(a, b, rng.random_bool(0.5), rng.random_bool(0.5))
+            .ok()
+            .and_then(|m| g.unary(UnaryOp::Tanh, m).ok()),
+        9 => {
+            let n = g.shape(a).ok()?.numel();
+            g.reshape(a, [n]).ok()
+        }
+        10 => {
+            let target = g.shape(b).ok()?.clone();
+            g.broadcast(a, target).ok()
+        }
+        _ => {
+            let dims = g.shape(a).ok()?.0.clone();
+            let starts: Vec<usize> = dims
+                .iter()
+                .map(|&d| rng.random_range(0..d.max(1)))
+                .collect();
+            let ends: Vec<usize> = dims
+                .iter()
+                .zip(&starts)
+                .map(|(&d, &s)| rng.random_range(s + 1..=d.max(s + 1)))
+                .collect();
+            let s = g.slice(a, &starts, &ends).ok()?;
+            if rng.random_bool(0.5) {
+                let high: Vec<usize> = dims.iter().zip(&ends).map(|(d, e)| d - e).collect();
+                g.pad(s, &starts, &high).ok()
+            } else {
+                g.concat(&[s, s], 0).ok()
+            }
+        }
+    }
+}
+
+struct Case {
+    graph: Graph,
+    inputs: Vec<HostTensor>,
+    state: Vec<(String, HostTensor)>,
+}
+
+fn random_tensor(rng: &mut StdRng, dims: &[usize], scale: f32) -> HostTensor {
+    let n: usize = dims.iter().product();
+    let data = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+    HostTensor::f32(dims.to_vec(), data).unwrap()
+}
+
+fn random_case(seed: u64) -> Case {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut g = Graph::new();
+    let shapes: [&[usize]; 5] = [&[4, 6], &[4, 6], &[6], &[4, 1], &[6, 4]];
+    let mut pool = Vec::new();
+    let mut inputs = Vec::new();
+    for (i, s) in shapes.iter().enumerate() {
+        pool.push(g.input(&format!("x{i}"), s.to_vec(), DType::F32).unwrap());
+        inputs.push(random_tensor(&mut rng, s, 2.0));
+    }
+    let mut state = Vec::new();
+    let mut params = Vec::new();
+    for (i, s) in [&[4usize, 6][..], &[6]].iter().enumerate() {
+        let name = format!("p{i}");
+        let p = g.parameter(&name, s.to_vec(), DType::F32).unwrap();
+        pool.push(p);
+        params.push(p);
+        state.push((name, random_tensor(&mut rng, s, 1.0)));
+    }
+    pool.push(g.scalar(0.5));
+    for _ in 0..rng.random_range(5..40) {
+        if let Some(n) = random_node(&mut g, &mut rng, &pool) {
+            pool.push(n);
+        }
+    }
+    for (i, &n) in pool.iter().rev().take(3).enumerate() {
+        g.output(&format!("out{i}"), n).unwrap();
+    }
+    for &p in &params {
+        let shape = g.shape(p).unwrap().clone();
+        let same: Vec<NodeId> = pool
+            .iter()
+            .copied()
+            .filter(|&n| n != p && g.shape(n).unwrap() == &shape)
+            .collect();
+        if !same.is_empty() {
+            let v = g.unary(UnaryOp::Tanh, pick(&mut rng, &same)).unwrap();
+            g.update(p, v).unwrap();
+        }
+    }
+    Case {
+        graph: g,
+        inputs,
+        state,
+    }
+}
+
+fn run(case: &Case, options: CpuOptions, steps: usize) -> Vec<HostTensor> {
+    let mut exe = CpuBackend::with_options(options)
+        .compile(&case.graph)
+        .unwrap();
+    for (name, value) in &case.state {
+        exe.write_state(name, value.data.as_slice()).unwrap();
+    }
+    let inputs: Vec<HostSlice<'_>> = case.inputs.iter().map(|t| t.data.as_slice()).collect();
+    let mut results = Vec::new();
+    for _ in 0..steps {
+        exe.run(&inputs).unwrap();
+        for name in exe.output_names().to_vec() {
+            results.push(exe.output(&name).unwrap());
+        }
+    }
+    for (name, _) in &case.state {
+        results.push(exe.read_state(name).unwrap());
+    }
+    results
+}
+
+#[test]
+fn random_graphs_agree_with_and_without_optimisations() {
+    let mut merged = 0;
+    for seed in 0..300 {
+        let case = random_case(seed);
+        let fast = run(&case, CpuOptions::fast(), 3);
+        let reference = run(&case, CpuOptions::reference(), 3);
+        assert_eq!(fast.len(), reference.len());
+        for (k, (a, b)) in fast.iter().zip(&reference).enumerate() {
+            assert_eq!(a.shape, b.shape, "seed {seed}, result {k}");
+            let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                let same = (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-5 * (1.0 + y.abs());
+                assert!(
+                    same,
+                    "seed {seed}, result {k}, element {i}: planned {x} vs reference {y}"
+                );
+            }
+        }
+        let exe = CpuBackend::new().compile_cpu(&case.graph).unwrap();
+        let computed = exe
+            .graph()
+            .nodes()
+            .iter()
+            .filter(|n| !n.inputs.is_empty())
+            .count();
+        merged += computed.saturating_sub(exe.kernel_count());
+    }
+    assert!(
+        merged > 300,
+        "fusion and views should remove many kernels; removed {merged}"
+    );
+}
+
+#[test]
+fn the_memory_plan_reuses_bytes() {
+    let mut g = Graph::new();
+    let mut x = g.input("x", [256, 256], DType::F32).unwrap();
+    for _ in 0..10 {
+        let t = g.transpose(x, &[1, 0]).unwrap();
+        x = g.unary(UnaryOp::Tanh, t).unwrap();
+    }
+    g.output("y", x).unwrap();
+    let exe = CpuBackend::new().compile_cpu(&g).unwrap();
+    let (planned, unplanned) = exe.arena_bytes();
+    assert!(
+        planned * 4 <= unplanned,
+        "planned {planned} bytes vs {unplanned} without reuse"
+    );
+}
