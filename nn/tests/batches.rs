@@ -267,3 +267,257 @@ fn invalid_arguments_are_errors() {
     let it = BatchIterator::new(vec![0.0f32; 6], 2, vec![0i32; 3], 2).expect("vecs");
     assert_eq!(it.len(), 3);
 }
+
+const TARGET: usize = 2;
+
+/// `n` samples with the features of [`dataset`] and `TARGET` float targets each:
+/// sample `i` has targets `[i, -(i + 0.5)]`, so every target row can be checked against
+/// its feature row.
+fn target_dataset(n: usize) -> (Arc<Vec<f32>>, Arc<Vec<f32>>) {
+    let (x, _) = dataset(n);
+    let t: Vec<f32> = (0..n).flat_map(|i| [i as f32, -(i as f32 + 0.5)]).collect();
+    (x, Arc::new(t))
+}
+
+fn target_iter(n: usize, batch_size: usize) -> BatchIterator {
+    let (x, t) = target_dataset(n);
+    BatchIterator::with_targets(x, ROW, t, TARGET, batch_size).expect("valid iterator")
+}
+
+/// Checks that each target row belongs to its feature row and returns the sample
+/// indices of the batch, in order.
+fn check_target_rows(batch: &Batch) -> Vec<usize> {
+    assert!(
+        batch.y.is_empty(),
+        "float-target batches carry no i32 labels"
+    );
+    assert_eq!(batch.x.len(), batch.len * ROW);
+    assert_eq!(batch.targets.len(), batch.len * TARGET);
+    batch
+        .x
+        .chunks_exact(ROW)
+        .zip(batch.targets.chunks_exact(TARGET))
+        .map(|(row, target)| {
+            let i = target[0] as usize;
+            let base = (i * ROW) as f32;
+            assert_eq!(row, [base, base + 1.0, base + 2.0]);
+            assert_eq!(target, [i as f32, -(i as f32 + 0.5)]);
+            i
+        })
+        .collect()
+}
+
+/// The sample indices of one epoch of a float-target iterator, recycling every batch.
+fn epoch_samples(it: &BatchIterator, epoch: u64) -> Vec<usize> {
+    let mut e = it.epoch(epoch);
+    let mut out = Vec::new();
+    while let Some(batch) = e.next() {
+        out.extend(check_target_rows(&batch));
+        e.recycle(batch);
+    }
+    out
+}
+
+#[test]
+fn float_targets_stay_aligned_with_their_rows() {
+    for prefetch in [false, true] {
+        // Stored order without shuffling.
+        let it = target_iter(53, 8).prefetch(prefetch);
+        assert_eq!(it.len(), 53);
+        assert_eq!(it.target_len(), Some(TARGET));
+        assert_eq!((it.num_batches(), it.last_batch_len()), (7, 5));
+        for epoch in 0..2 {
+            assert_eq!(epoch_samples(&it, epoch), (0..53).collect::<Vec<_>>());
+        }
+
+        // Shuffled: the order is the iterator's permutation, every sample once.
+        let it = it.shuffle(11);
+        for epoch in 0..3 {
+            let samples = epoch_samples(&it, epoch);
+            assert_eq!(samples, it.order(epoch), "prefetch={prefetch}");
+            assert_ne!(samples, (0..53).collect::<Vec<_>>());
+        }
+
+        // drop_last applies as well.
+        let it = it.drop_last(true);
+        let lens: Vec<usize> = it.epoch(0).map(|b| b.len).collect();
+        assert_eq!(lens, [8; 6]);
+    }
+}
+
+#[test]
+fn float_targets_follow_the_same_order_as_labels() {
+    // Same seed, same number of samples: the label and target iterators visit the
+    // samples in the same order.
+    let labels = iter(120, 16).shuffle(77);
+    let targets = target_iter(120, 16).shuffle(77).prefetch(true);
+    for epoch in 0..3 {
+        let from_labels: Vec<usize> = epoch_labels(&labels, epoch)
+            .into_iter()
+            .map(|l| l as usize)
+            .collect();
+        assert_eq!(epoch_samples(&targets, epoch), from_labels);
+    }
+}
+
+#[test]
+fn float_target_prefetching_and_recycling() {
+    let direct = target_iter(500, 32).shuffle(3);
+    let prefetched = target_iter(500, 32).shuffle(3).prefetch(true);
+    let mut buffers = HashSet::new();
+    for epoch in 0..3 {
+        let d: Vec<Batch> = direct.epoch(epoch).collect();
+        let mut p = prefetched.epoch(epoch);
+        let recycler = p.recycler();
+        let mut count = 0;
+        for (a, b) in d.iter().zip(&mut p) {
+            assert_eq!(a, &b, "epoch {epoch}, batch {count}");
+            buffers.insert(b.targets.as_ptr() as usize);
+            recycler.recycle(b);
+            count += 1;
+        }
+        assert_eq!(count, 16);
+        assert_eq!(d.len(), 16);
+    }
+    assert!(
+        buffers.len() <= 6,
+        "{} distinct target buffers",
+        buffers.len()
+    );
+
+    // A recycled buffer keeps its target capacity and is the next one filled.
+    let mut e = direct.epoch(0);
+    let first = e.next().expect("batch");
+    let ptr = first.targets.as_ptr();
+    e.recycle(first);
+    let second = e.next().expect("batch");
+    assert_eq!(second.targets.as_ptr(), ptr);
+    check_target_rows(&second);
+}
+
+#[test]
+fn label_iterators_have_no_targets() {
+    let it = iter(10, 4);
+    assert_eq!(it.target_len(), None);
+    for batch in it.epoch(0) {
+        assert!(batch.targets.is_empty());
+        assert_eq!(batch.y.len(), batch.len);
+    }
+    let b = Batch::with_capacity(4, 3);
+    assert!(b.x.capacity() >= 12 && b.y.capacity() >= 4 && b.len == 0);
+    let b = Batch::with_target_capacity(4, 3, 10);
+    assert!(b.x.capacity() >= 12 && b.targets.capacity() >= 40 && b.len == 0);
+}
+
+#[test]
+fn empty_float_target_dataset_yields_nothing() {
+    for prefetch in [false, true] {
+        let it = BatchIterator::with_targets(Vec::new(), 4, Vec::new(), 3, 2)
+            .expect("empty is valid")
+            .shuffle(1)
+            .prefetch(prefetch);
+        assert!(it.is_empty());
+        assert_eq!((it.len(), it.target_len()), (0, Some(3)));
+        assert_eq!(it.epoch(0).count(), 0);
+    }
+}
+
+#[test]
+fn invalid_float_targets_are_errors() {
+    let (x, t) = target_dataset(10);
+    let make = |row_len, targets: &Arc<Vec<f32>>, target_len, batch_size| {
+        BatchIterator::with_targets(
+            Arc::clone(&x),
+            row_len,
+            Arc::clone(targets),
+            target_len,
+            batch_size,
+        )
+    };
+    assert!(make(ROW, &t, TARGET, 4).is_ok());
+
+    let err = make(ROW, &t, 0, 4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::InvalidArgument {
+                name: "target_len",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = make(0, &t, TARGET, 4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::InvalidArgument {
+                name: "row_len",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = make(ROW, &t, TARGET, 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::InvalidArgument {
+                name: "batch_size",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // 20 target values are not whole rows of 3.
+    let err = make(ROW, &t, 3, 4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::InvalidArgument {
+                name: "targets",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("20 target values"), "{err}");
+
+    // 20 target values as rows of 4 are 5 samples, but there are 10 feature rows.
+    let err = make(ROW, &t, 4, 4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::FeatureLabelMismatch {
+                features: 30,
+                row_len: 3,
+                labels: 5,
+                expected: 15
+            }
+        ),
+        "{err:?}"
+    );
+
+    // One target row too many.
+    let long: Arc<Vec<f32>> = Arc::new(vec![0.0; 22]);
+    let err = make(ROW, &long, TARGET, 4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::FeatureLabelMismatch {
+                features: 30,
+                labels: 11,
+                expected: 33,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Too few features for the targets.
+    let err = BatchIterator::with_targets(vec![0.0f32; 5], 2, vec![0.0f32; 3], 1, 2).unwrap_err();
+    assert!(
+        matches!(err, DataError::FeatureLabelMismatch { labels: 3, .. }),
+        "{err:?}"
+    );
+}

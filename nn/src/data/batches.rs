@@ -5,6 +5,11 @@
 //! and the batching options; [`BatchIterator::epoch`] returns an [`Epoch`], an iterator
 //! over the owned [`Batch`]es of one pass through the data.
 //!
+//! * **Labels or targets.** [`BatchIterator::new`] takes one `i32` class label per
+//!   sample (gathered into [`Batch::y`]); [`BatchIterator::with_targets`] takes
+//!   `target_len` `f32` values per sample instead (one-hot rows, regression targets,
+//!   0/1 values; gathered into [`Batch::targets`]). Both kinds share all of the
+//!   behaviour below.
 //! * **Order.** Without shuffling, samples come in their stored order. With
 //!   [`BatchIterator::shuffle`], every epoch uses a fresh permutation that depends only
 //!   on the seed and the epoch number, so a run is reproducible and epochs differ
@@ -39,6 +44,24 @@
 //! }
 //! # Ok::<(), hasten_nn::data::DataError>(())
 //! ```
+//!
+//! With float targets, here one-hot rows over three classes:
+//!
+//! ```
+//! use hasten_nn::data::batches::BatchIterator;
+//!
+//! let x: Vec<f32> = (0..20).map(|v| v as f32).collect(); // 10 samples of 2 features
+//! let targets: Vec<f32> = (0..10)
+//!     .flat_map(|i| (0..3).map(move |c| if c == i % 3 { 1.0 } else { 0.0 }))
+//!     .collect();
+//! let batches = BatchIterator::with_targets(x, 2, targets, 3, 4)?.shuffle(7);
+//! assert_eq!((batches.len(), batches.target_len()), (10, Some(3)));
+//! for batch in batches.epoch(0) {
+//!     assert_eq!(batch.targets.len(), batch.len * 3);
+//!     assert!(batch.y.is_empty());
+//! }
+//! # Ok::<(), hasten_nn::data::DataError>(())
+//! ```
 
 use std::iter::FusedIterator;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,18 +88,37 @@ const SHUFFLE_DOMAIN: &[u8; 16] = b"hasten/batches/1";
 pub struct Batch {
     /// `len * row_len` feature values, row-major, one sample after another.
     pub x: Vec<f32>,
-    /// `len` labels, in the same order as the rows of `x`.
+    /// `len` class labels, in the same order as the rows of `x`; empty for an iterator
+    /// made with [`BatchIterator::with_targets`].
     pub y: Vec<i32>,
+    /// `len * target_len` target values, row-major, in the same order as the rows of
+    /// `x`; empty for an iterator made with [`BatchIterator::new`] (which has `i32`
+    /// labels in `y` instead).
+    pub targets: Vec<f32>,
     /// Number of samples in the batch: the batch size, or fewer for the last batch.
     pub len: usize,
 }
 
 impl Batch {
-    /// An empty batch with room for `batch_size` samples of `row_len` values.
+    /// An empty batch with room for `batch_size` samples of `row_len` feature values
+    /// and one `i32` label each (the shape [`BatchIterator::new`] produces).
     pub fn with_capacity(batch_size: usize, row_len: usize) -> Batch {
         Batch {
             x: Vec::with_capacity(batch_size.saturating_mul(row_len)),
             y: Vec::with_capacity(batch_size),
+            targets: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// An empty batch with room for `batch_size` samples of `row_len` feature values
+    /// and `target_len` target values each (the shape
+    /// [`BatchIterator::with_targets`] produces).
+    pub fn with_target_capacity(batch_size: usize, row_len: usize, target_len: usize) -> Batch {
+        Batch {
+            x: Vec::with_capacity(batch_size.saturating_mul(row_len)),
+            y: Vec::new(),
+            targets: Vec::with_capacity(batch_size.saturating_mul(target_len)),
             len: 0,
         }
     }
@@ -100,14 +142,58 @@ impl Recycler {
     }
 }
 
-/// A shuffling mini-batch iterator factory over features and labels in memory.
+/// The per-sample supervision of a dataset.
+#[derive(Debug, Clone)]
+enum Labels {
+    /// One `i32` class label per sample.
+    Sparse(Arc<Vec<i32>>),
+    /// `len` (non-zero) `f32` values per sample, row-major.
+    Dense { values: Arc<Vec<f32>>, len: usize },
+}
+
+impl Labels {
+    /// Number of samples.
+    fn samples(&self) -> usize {
+        match self {
+            Labels::Sparse(labels) => labels.len(),
+            Labels::Dense { values, len } => values.len() / len,
+        }
+    }
+
+    /// A new buffer shaped for these labels.
+    fn new_batch(&self, batch_size: usize, row_len: usize) -> Batch {
+        match self {
+            Labels::Sparse(_) => Batch::with_capacity(batch_size, row_len),
+            Labels::Dense { len, .. } => Batch::with_target_capacity(batch_size, row_len, *len),
+        }
+    }
+
+    /// Replaces the contents of `y` or `targets` (the other is cleared) with the labels
+    /// of `samples`, in order.
+    fn gather(&self, samples: &[usize], y: &mut Vec<i32>, targets: &mut Vec<f32>) {
+        y.clear();
+        targets.clear();
+        match self {
+            Labels::Sparse(labels) => y.extend(samples.iter().map(|&i| labels[i])),
+            Labels::Dense { values, len } => {
+                targets.reserve(samples.len() * len);
+                for &i in samples {
+                    targets.extend_from_slice(&values[i * len..(i + 1) * len]);
+                }
+            }
+        }
+    }
+}
+
+/// A shuffling mini-batch iterator factory over features and labels (or float targets)
+/// in memory.
 ///
 /// See the [module documentation](self) for the behaviour; each call to
 /// [`BatchIterator::epoch`] yields one pass through the data.
 #[derive(Debug, Clone)]
 pub struct BatchIterator {
     features: Arc<Vec<f32>>,
-    labels: Arc<Vec<i32>>,
+    labels: Labels,
     row_len: usize,
     batch_size: usize,
     seed: Option<u64>,
@@ -133,8 +219,74 @@ impl BatchIterator {
         labels: impl Into<Arc<Vec<i32>>>,
         batch_size: usize,
     ) -> Result<BatchIterator, DataError> {
-        let features = features.into();
         let labels = labels.into();
+        let samples = labels.len();
+        BatchIterator::build(
+            features.into(),
+            row_len,
+            Labels::Sparse(labels),
+            samples,
+            batch_size,
+        )
+    }
+
+    /// Creates an iterator whose samples each have `target_len` `f32` target values
+    /// (one-hot rows, regression targets, 0/1 values, ...): sample `i` has the features
+    /// `features[i * row_len..(i + 1) * row_len]` and the targets
+    /// `targets[i * target_len..(i + 1) * target_len]`, gathered into
+    /// [`Batch::targets`] ([`Batch::y`] stays empty).
+    ///
+    /// Accepts `Vec`s or `Arc<Vec<_>>`s (sharing without a copy). Starts with no
+    /// shuffling, no prefetching and the last partial batch kept.
+    ///
+    /// Fails with [`DataError::InvalidArgument`] when `row_len`, `target_len` or
+    /// `batch_size` is zero, or when `targets.len()` is not a multiple of `target_len`
+    /// (named `"targets"`), and with [`DataError::FeatureLabelMismatch`] (counting
+    /// target rows as labels) unless `features.len() == n * row_len` for the
+    /// `n = targets.len() / target_len` samples.
+    pub fn with_targets(
+        features: impl Into<Arc<Vec<f32>>>,
+        row_len: usize,
+        targets: impl Into<Arc<Vec<f32>>>,
+        target_len: usize,
+        batch_size: usize,
+    ) -> Result<BatchIterator, DataError> {
+        let targets = targets.into();
+        if target_len == 0 {
+            return Err(DataError::InvalidArgument {
+                name: "target_len",
+                reason: "every sample needs at least one target value, found 0".to_string(),
+            });
+        }
+        if targets.len() % target_len != 0 {
+            return Err(DataError::InvalidArgument {
+                name: "targets",
+                reason: format!(
+                    "{} target values is not a whole number of rows of target_len {target_len} \
+                     ({} rows and {} values left over)",
+                    targets.len(),
+                    targets.len() / target_len,
+                    targets.len() % target_len
+                ),
+            });
+        }
+        let samples = targets.len() / target_len;
+        let labels = Labels::Dense {
+            values: targets,
+            len: target_len,
+        };
+        BatchIterator::build(features.into(), row_len, labels, samples, batch_size)
+    }
+
+    /// Validates the shared arguments of the constructors; `samples` is the number of
+    /// samples `labels` holds.
+    fn build(
+        features: Arc<Vec<f32>>,
+        row_len: usize,
+        labels: Labels,
+        samples: usize,
+        batch_size: usize,
+    ) -> Result<BatchIterator, DataError> {
         if row_len == 0 {
             return Err(DataError::InvalidArgument {
                 name: "row_len",
@@ -147,12 +299,12 @@ impl BatchIterator {
                 reason: "a batch must hold at least one sample, found 0".to_string(),
             });
         }
-        let expected = labels.len().checked_mul(row_len);
+        let expected = samples.checked_mul(row_len);
         if expected != Some(features.len()) {
             return Err(DataError::FeatureLabelMismatch {
                 features: features.len(),
                 row_len,
-                labels: labels.len(),
+                labels: samples,
                 expected: expected.unwrap_or(usize::MAX),
             });
         }
@@ -201,17 +353,26 @@ impl BatchIterator {
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.labels.samples()
     }
 
     /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
     }
 
     /// Feature values per sample.
     pub fn row_len(&self) -> usize {
         self.row_len
+    }
+
+    /// Target values per sample for an iterator made with
+    /// [`BatchIterator::with_targets`]; `None` for one with `i32` labels.
+    pub fn target_len(&self) -> Option<usize> {
+        match self.labels {
+            Labels::Sparse(_) => None,
+            Labels::Dense { len, .. } => Some(len),
+        }
     }
 
     /// Samples per batch (all batches but possibly the last).
@@ -239,7 +400,7 @@ impl BatchIterator {
         }
     }
 
-    /// The order in which epoch `epoch` visits the samples (indices into the labels).
+    /// The order in which epoch `epoch` visits the samples (sample indices).
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         epoch_order(self.len(), self.seed, epoch)
     }
@@ -306,7 +467,7 @@ impl BatchIterator {
     fn plan(&self, order: Vec<usize>) -> Plan {
         Plan {
             features: Arc::clone(&self.features),
-            labels: Arc::clone(&self.labels),
+            labels: self.labels.clone(),
             row_len: self.row_len,
             batch_size: self.batch_size,
             num_batches: self.num_batches(),
@@ -332,7 +493,7 @@ fn epoch_order(len: usize, seed: Option<u64>, epoch: u64) -> Vec<usize> {
 /// The data and order of one epoch.
 struct Plan {
     features: Arc<Vec<f32>>,
-    labels: Arc<Vec<i32>>,
+    labels: Labels,
     row_len: usize,
     batch_size: usize,
     num_batches: usize,
@@ -346,22 +507,21 @@ impl Plan {
         let end = (start + self.batch_size).min(self.order.len());
         let samples = &self.order[start..end];
         batch.x.clear();
-        batch.y.clear();
         batch.x.reserve(samples.len() * self.row_len);
-        batch.y.reserve(samples.len());
         for &i in samples {
             batch
                 .x
                 .extend_from_slice(&self.features[i * self.row_len..(i + 1) * self.row_len]);
-            batch.y.push(self.labels[i]);
         }
+        self.labels
+            .gather(samples, &mut batch.y, &mut batch.targets);
         batch.len = samples.len();
     }
 
     /// A spare buffer from the pool, or a new one.
     fn buffer(&self, pool: &Receiver<Batch>) -> Batch {
         pool.try_recv()
-            .unwrap_or_else(|_| Batch::with_capacity(self.batch_size, self.row_len))
+            .unwrap_or_else(|_| self.labels.new_batch(self.batch_size, self.row_len))
     }
 }
 
@@ -377,7 +537,7 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        self.plan.order = epoch_order(self.plan.labels.len(), self.seed, self.epoch);
+        self.plan.order = epoch_order(self.plan.labels.samples(), self.seed, self.epoch);
         for index in 0..self.plan.num_batches {
             if self.stop.load(Ordering::Acquire) {
                 return;

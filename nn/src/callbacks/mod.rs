@@ -1,0 +1,66 @@
+//! Callbacks: hooks into `fit` through one trait. A callback sees the model through
+//! [`Control`], which can read and write weights, change the learning rate and stop training.
+
+pub mod csv_logger;
+pub mod early_stopping;
+pub mod lr_schedulers;
+pub mod model_checkpoint;
+pub mod terminate_on_nan;
+
+use crate::model::Sequential;
+use crate::Result;
+use std::collections::BTreeMap;
+
+/// Loss and metrics by name ("loss", "accuracy", "val_loss", …).
+pub type Logs = BTreeMap<String, f64>;
+
+/// What a callback may do to the training it observes.
+pub struct Control<'a> {
+    /// The model being trained.
+    pub model: &'a mut Sequential,
+    stop: &'a mut bool,
+}
+
+impl<'a> Control<'a> {
+    pub(crate) fn new(model: &'a mut Sequential, stop: &'a mut bool) -> Self {
+        Control { model, stop }
+    }
+
+    /// Ends training after the current batch or epoch.
+    pub fn stop_training(&mut self) {
+        *self.stop = true;
+    }
+
+    /// Whether training was asked to stop.
+    pub fn stopping(&self) -> bool {
+        *self.stop
+    }
+}
+
+/// A hook into `fit`. Every method has an empty default.
+pub trait Callback {
+    /// Before the first epoch.
+    fn on_train_begin(&mut self, _ctx: &mut Control<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Before each epoch (0-based).
+    fn on_epoch_begin(&mut self, _epoch: usize, _ctx: &mut Control<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// After each batch, with its loss.
+    fn on_batch_end(&mut self, _batch: usize, _loss: f32, _ctx: &mut Control<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// After each epoch, with the epoch's logs (validation included).
+    fn on_epoch_end(&mut self, _epoch: usize, _logs: &Logs, _ctx: &mut Control<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// After the last epoch.
+    fn on_train_end(&mut self, _ctx: &mut Control<'_>) -> Result<()> {
+        Ok(())
+    }
+}

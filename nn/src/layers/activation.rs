@@ -1,0 +1,89 @@
+//! Stand-alone activation layers.
+
+use super::{ForwardCtx, Layer, LayerOutput};
+use crate::activations::Activation;
+use crate::Result;
+use hasten_tensor::{Graph, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// Applies an activation (Keras's `Activation`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActivationLayer {
+    /// The activation.
+    pub activation: Activation,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl ActivationLayer {
+    /// An activation layer.
+    pub fn new(activation: Activation) -> Self {
+        ActivationLayer {
+            activation,
+            name: String::new(),
+        }
+    }
+}
+
+/// Softmax over the last axis (Keras's `Softmax`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Softmax {
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl Softmax {
+    /// A softmax layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn apply(activation: Activation, g: &mut Graph, x: NodeId) -> Result<LayerOutput> {
+    let value = activation.apply(g, x)?;
+    let logits = (activation == Activation::Softmax).then_some(x);
+    Ok(LayerOutput { value, logits })
+}
+
+macro_rules! activation_layer {
+    ($ty:ty, $kind:literal, $act:expr) => {
+        impl Layer for $ty {
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn set_name(&mut self, name: String) {
+                self.name = name;
+            }
+
+            fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+                Ok(input.to_vec())
+            }
+
+            fn forward(
+                &self,
+                g: &mut Graph,
+                x: NodeId,
+                _: &[NodeId],
+                _: &mut ForwardCtx<'_>,
+            ) -> Result<LayerOutput> {
+                #[allow(clippy::redundant_closure_call)]
+                apply(($act)(self), g, x)
+            }
+
+            fn config(&self) -> serde_json::Value {
+                serde_json::to_value(self).unwrap_or_default()
+            }
+        }
+    };
+}
+
+activation_layer!(ActivationLayer, "Activation", |l: &ActivationLayer| l
+    .activation);
+activation_layer!(Softmax, "Softmax", |_: &Softmax| Activation::Softmax);

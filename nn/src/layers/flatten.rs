@@ -1,0 +1,55 @@
+//! Flatten layer.
+
+use super::{batch_of, ForwardCtx, Layer, LayerOutput};
+use crate::Result;
+use hasten_tensor::{Graph, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// Flattens each sample to one dim (a view: no data moves).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Flatten {
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl Flatten {
+    /// A flatten layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Layer for Flatten {
+    fn kind(&self) -> &'static str {
+        "Flatten"
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(vec![input.iter().product()])
+    }
+
+    fn forward(
+        &self,
+        g: &mut Graph,
+        x: NodeId,
+        _: &[NodeId],
+        _: &mut ForwardCtx<'_>,
+    ) -> Result<LayerOutput> {
+        let dims = g.shape(x)?.0.clone();
+        let b = batch_of(g, x)?;
+        Ok(g.reshape(x, [b, dims[1..].iter().product()])?.into())
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,169 @@
+//! Layers: each one describes its weights and appends its forward computation to the IR.
+//! Gradients come from autodiff, so no layer has backward code.
+
+mod activation;
+mod conv2d;
+mod dense;
+mod flatten;
+mod pooling;
+
+pub use activation::{ActivationLayer, Softmax};
+pub use conv2d::Conv2D;
+pub use dense::Dense;
+pub use flatten::Flatten;
+pub use pooling::{AveragePooling2D, MaxPooling2D};
+
+use crate::initializers::Initializer;
+use crate::{Error, Result};
+use hasten_tensor::ir::PaddingMode;
+use hasten_tensor::{Graph, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// A weight a layer owns.
+#[derive(Clone, Debug)]
+pub struct ParamSpec {
+    /// Name inside the layer ("kernel", "bias", "moving_mean", …).
+    pub name: &'static str,
+    /// Dims.
+    pub shape: Vec<usize>,
+    /// How it starts.
+    pub init: Initializer,
+    /// Fan-in and fan-out for the initialiser.
+    pub fans: (usize, usize),
+    /// Whether the optimizer updates it (false for batch-norm moving statistics).
+    pub trainable: bool,
+}
+
+/// What a forward pass may need beyond its input.
+pub struct ForwardCtx<'a> {
+    /// Training (dropout active, batch-norm uses batch statistics) or inference.
+    pub training: bool,
+    /// State updates a layer adds while training (batch-norm moving statistics).
+    pub updates: &'a mut Vec<(NodeId, NodeId)>,
+}
+
+/// A layer's result: its output, and the pre-softmax logits when the output is a softmax, so a
+/// cross-entropy loss can be computed stably from them.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerOutput {
+    /// The output.
+    pub value: NodeId,
+    /// Logits, when `value = softmax(logits)`.
+    pub logits: Option<NodeId>,
+}
+
+impl From<NodeId> for LayerOutput {
+    fn from(value: NodeId) -> Self {
+        LayerOutput {
+            value,
+            logits: None,
+        }
+    }
+}
+
+/// A layer of a [`crate::Sequential`] model.
+pub trait Layer: Send + Sync + std::fmt::Debug {
+    /// The Keras class name ("Dense", "Conv2D", …), also the key in saved architectures.
+    fn kind(&self) -> &'static str;
+
+    /// The layer's name (unique in its model once built).
+    fn name(&self) -> &str;
+
+    /// Renames the layer.
+    fn set_name(&mut self, name: String);
+
+    /// The per-sample input shape declared on the layer, if any (needed on the first layer).
+    fn declared_input_shape(&self) -> Option<&[usize]> {
+        None
+    }
+
+    /// The per-sample output shape for a per-sample input shape, or an error saying why the
+    /// input does not fit.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+
+    /// The weights the layer needs for this input shape.
+    fn params(&self, _input: &[usize]) -> Result<Vec<ParamSpec>> {
+        Ok(Vec::new())
+    }
+
+    /// Appends the forward computation for a batch `x` (dims `[batch, ..input]`); `params`
+    /// are the graph nodes of [`Layer::params`], in order.
+    fn forward(
+        &self,
+        g: &mut Graph,
+        x: NodeId,
+        params: &[NodeId],
+        ctx: &mut ForwardCtx<'_>,
+    ) -> Result<LayerOutput>;
+
+    /// The layer's configuration, for saving the architecture.
+    fn config(&self) -> serde_json::Value;
+}
+
+/// Rebuilds a layer from its kind and configuration (as saved by [`Layer::config`]).
+pub fn from_config(kind: &str, config: serde_json::Value) -> Result<Box<dyn Layer>> {
+    fn parse<T: serde::de::DeserializeOwned + Layer + 'static>(
+        v: serde_json::Value,
+    ) -> Result<Box<dyn Layer>> {
+        serde_json::from_value::<T>(v)
+            .map(|l| Box::new(l) as Box<dyn Layer>)
+            .map_err(|e| Error::config(format!("bad layer configuration: {e}")))
+    }
+    match kind {
+        "Dense" => parse::<Dense>(config),
+        "Conv2D" => parse::<Conv2D>(config),
+        "MaxPooling2D" => parse::<MaxPooling2D>(config),
+        "AveragePooling2D" => parse::<AveragePooling2D>(config),
+        "Flatten" => parse::<Flatten>(config),
+        "Activation" => parse::<ActivationLayer>(config),
+        "Softmax" => parse::<Softmax>(config),
+        other => Err(Error::config(format!("unknown layer kind {other:?}"))),
+    }
+}
+
+/// Padding as Keras spells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding {
+    /// No padding.
+    #[default]
+    Valid,
+    /// Output size `ceil(input / stride)`.
+    Same,
+}
+
+impl Padding {
+    pub(crate) fn mode(self) -> PaddingMode {
+        match self {
+            Padding::Valid => PaddingMode::Valid,
+            Padding::Same => PaddingMode::Same,
+        }
+    }
+
+    /// Output length of one spatial dim.
+    pub(crate) fn output_len(
+        self,
+        input: usize,
+        window: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Option<usize> {
+        let extent = dilation * (window.max(1) - 1) + 1;
+        match self {
+            Padding::Valid => (input >= extent).then(|| (input - extent) / stride.max(1) + 1),
+            Padding::Same => Some(input.div_ceil(stride.max(1))),
+        }
+    }
+}
+
+/// Adds a batch dim to a per-sample shape.
+pub(crate) fn batched(batch: usize, shape: &[usize]) -> Vec<usize> {
+    std::iter::once(batch)
+        .chain(shape.iter().copied())
+        .collect()
+}
+
+/// The batch size of a node.
+pub(crate) fn batch_of(g: &Graph, x: NodeId) -> Result<usize> {
+    Ok(g.shape(x)?.dims().first().copied().unwrap_or(1))
+}

@@ -1,0 +1,274 @@
+//! The training loop.
+
+use super::runtime::Mode;
+use super::sequential::{Dataset, Labels, Sequential, Sums};
+use crate::callbacks::{Callback, Control};
+use crate::data::BatchIterator;
+use crate::history::History;
+use crate::{Error, Result};
+use hasten_tensor::{HostSlice, HostTensor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How much `fit` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Nothing.
+    Silent,
+    /// A progress bar when standard error is a terminal, nothing otherwise.
+    #[default]
+    Auto,
+    /// One line per epoch.
+    EpochLine,
+}
+
+/// The arguments of `fit`, with Keras's defaults.
+pub struct FitOptions {
+    /// Last epoch (exclusive), counting from 0.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// Fraction of the data (taken from the end, before shuffling) held out for validation.
+    pub validation_split: f32,
+    /// Validation data given explicitly.
+    pub validation_data: Option<(HostTensor, HostTensor)>,
+    /// Shuffle every epoch.
+    pub shuffle: bool,
+    /// Seed of the shuffling (each epoch's order depends only on it and the epoch number).
+    pub seed: u64,
+    /// Epoch to start from (when resuming).
+    pub initial_epoch: usize,
+    /// Output.
+    pub verbose: Verbosity,
+    /// Callbacks, called in order.
+    pub callbacks: Vec<Box<dyn Callback>>,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            epochs: 1,
+            batch_size: 32,
+            validation_split: 0.0,
+            validation_data: None,
+            shuffle: true,
+            seed: 0,
+            initial_epoch: 0,
+            verbose: Verbosity::Auto,
+            callbacks: Vec::new(),
+        }
+    }
+}
+
+impl FitOptions {
+    /// Options for `epochs` epochs with the other defaults.
+    pub fn epochs(epochs: usize) -> Self {
+        FitOptions {
+            epochs,
+            ..Default::default()
+        }
+    }
+
+    /// Sets the batch size.
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Adds a callback.
+    pub fn callback(mut self, callback: impl Callback + 'static) -> Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// Sets the verbosity.
+    pub fn verbose(mut self, verbose: Verbosity) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// Sets the validation split.
+    pub fn validation_split(mut self, fraction: f32) -> Self {
+        self.validation_split = fraction;
+        self
+    }
+
+    /// Sets explicit validation data.
+    pub fn validation_data(mut self, x: HostTensor, y: HostTensor) -> Self {
+        self.validation_data = Some((x, y));
+        self
+    }
+
+    /// Sets the shuffle seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets the epoch to start from.
+    pub fn initial_epoch(mut self, epoch: usize) -> Self {
+        self.initial_epoch = epoch;
+        self
+    }
+}
+
+fn progress_bar(verbose: Verbosity, epoch: usize, epochs: usize, batches: usize) -> ProgressBar {
+    let show = verbose == Verbosity::Auto && std::io::stderr().is_terminal();
+    if !show {
+        return ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(batches as u64);
+    let style = ProgressStyle::with_template(&format!(
+        "Epoch {}/{epochs} {{pos}}/{{len}} [{{bar:30}}] {{msg}} ETA {{eta}}",
+        epoch + 1
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("=> "));
+    bar
+}
+
+fn format_logs(logs: &std::collections::BTreeMap<String, f64>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(l) = logs.get("loss") {
+        parts.push(format!("loss: {l:.4}"));
+    }
+    for (k, v) in logs {
+        if k != "loss" {
+            parts.push(format!("{k}: {v:.4}"));
+        }
+    }
+    parts.join(" - ")
+}
+
+impl Sequential {
+    /// Trains the model (Keras's `fit`). Returns the per-epoch history; stops early when a
+    /// callback asks.
+    pub fn fit(
+        &mut self,
+        x: &HostTensor,
+        y: &HostTensor,
+        mut options: FitOptions,
+    ) -> Result<History> {
+        if self.training.is_none() {
+            return Err(Error::NotCompiled);
+        }
+        if options.batch_size == 0 {
+            return Err(Error::BadData("batch_size must be at least 1".into()));
+        }
+        let mut train = self.dataset(x, Some(y))?;
+        let validation = match options.validation_data.take() {
+            Some((vx, vy)) => Some(self.dataset(&vx, Some(&vy))?),
+            None if options.validation_split > 0.0 => {
+                Some(train.split_tail(options.validation_split)?)
+            }
+            None => None,
+        };
+        if train.len == 0 {
+            return Err(Error::BadData("no training samples".into()));
+        }
+        let iterator = batches(&train, options.batch_size, options.shuffle, options.seed)?;
+        let built = self.built.clone().ok_or(Error::NotCompiled)?;
+        let mut history = History::default();
+        let mut callbacks = std::mem::take(&mut options.callbacks);
+        let mut stop = false;
+        for cb in &mut callbacks {
+            cb.on_train_begin(&mut Control::new(self, &mut stop))?;
+        }
+        for epoch in options.initial_epoch..options.epochs {
+            for cb in &mut callbacks {
+                cb.on_epoch_begin(epoch, &mut Control::new(self, &mut stop))?;
+            }
+            let bar = progress_bar(
+                options.verbose,
+                epoch,
+                options.epochs,
+                iterator.num_batches(),
+            );
+            let started = Instant::now();
+            let training = self.training.as_ref().ok_or(Error::NotCompiled)?;
+            let mut sums = Sums::new(&training.metrics);
+            let batches = iterator.epoch(epoch as u64);
+            for (b, batch) in batches.enumerate() {
+                let n = batch.len;
+                let y_slice = match &train.labels {
+                    Labels::Dense { .. } => HostSlice::F32(&batch.targets),
+                    _ => HostSlice::I32(&batch.y),
+                };
+                let loss = self.with_runtime(|model, rt| {
+                    let t = model.training.as_ref().ok_or(Error::NotCompiled)?;
+                    let exe = rt.activate((Mode::Train, n), true, || {
+                        model.train_graph(&built, n, t.optimizer.as_ref(), &t.loss, &t.metrics)
+                    })?;
+                    exe.run(&[HostSlice::F32(&batch.x), y_slice])?;
+                    sums.add(exe, n)
+                })?;
+                iterator.recycle(batch);
+                let logs = sums.mean();
+                for cb in &mut callbacks {
+                    cb.on_batch_end(b, loss, &mut Control::new(self, &mut stop))?;
+                }
+                if b % 16 == 0 {
+                    bar.set_message(format_logs(&logs));
+                }
+                bar.inc(1);
+                if stop {
+                    break;
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let mut logs = sums.mean();
+            if let Some(val) = &validation {
+                for (k, v) in self.evaluate_dataset(val, options.batch_size.max(256))? {
+                    logs.insert(format!("val_{k}"), v);
+                }
+            }
+            bar.finish_and_clear();
+            if options.verbose == Verbosity::EpochLine
+                || (options.verbose == Verbosity::Auto && !bar.is_hidden())
+            {
+                eprintln!(
+                    "Epoch {}/{} - {seconds:.2}s - {:.0} samples/s - {}",
+                    epoch + 1,
+                    options.epochs,
+                    train.len as f64 / seconds,
+                    format_logs(&logs)
+                );
+            }
+            history.push(epoch, seconds, &logs);
+            for cb in &mut callbacks {
+                cb.on_epoch_end(epoch, &logs, &mut Control::new(self, &mut stop))?;
+            }
+            if stop {
+                break;
+            }
+        }
+        for cb in &mut callbacks {
+            cb.on_train_end(&mut Control::new(self, &mut stop))?;
+        }
+        Ok(history)
+    }
+}
+
+/// The shuffling, prefetching batch iterator over a dataset.
+fn batches(data: &Dataset, batch_size: usize, shuffle: bool, seed: u64) -> Result<BatchIterator> {
+    let x = Arc::new(data.x.clone());
+    let it = match &data.labels {
+        Labels::Sparse(v) => BatchIterator::new(x, data.row_len, Arc::new(v.clone()), batch_size)?,
+        Labels::Dense { values, len } => BatchIterator::with_targets(
+            x,
+            data.row_len,
+            Arc::new(values.clone()),
+            *len,
+            batch_size,
+        )?,
+        Labels::None => return Err(Error::BadData("fit needs labels".into())),
+    };
+    let it = if shuffle {
+        it.shuffle(seed)
+    } else {
+        it.no_shuffle()
+    };
+    Ok(it.prefetch(true))
+}
