@@ -102,7 +102,11 @@ fn rule(
             let sb = graph.shape(x(1))?.clone();
             vec![Some(graph.sum_to(da, &sa)?), Some(graph.sum_to(db, &sb)?)]
         }
-        Op::Compare(_) | Op::OneHot { .. } | Op::ArgMax { .. } | Op::StopGradient => {
+        Op::Compare(_)
+        | Op::OneHot { .. }
+        | Op::ArgMax { .. }
+        | Op::StopGradient
+        | Op::RandomUniform { .. } => {
             vec![None; inputs.len()]
         }
         Op::Select => {

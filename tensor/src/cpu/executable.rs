@@ -5,7 +5,7 @@ use super::buffer::AlignedBuf;
 use super::kernels::conv::{self, ConvGeometry};
 use super::kernels::fused::{Arg, FusedKind, FusedLoop, FusedOp, FusedOutput};
 use super::kernels::pool2d::{self, PoolGeometry};
-use super::kernels::{elementwise as ew, layout, matmul, misc, reduce, Small, MAX_RANK};
+use super::kernels::{elementwise as ew, layout, matmul, misc, random, reduce, Small, MAX_RANK};
 use super::pool::{self, WorkerPool};
 use super::CpuOptions;
 use crate::backend::Executable;
@@ -491,6 +491,10 @@ impl CpuExecutable {
                     operand(0).shape.numel(),
                 );
                 misc::cast(x, *to, out, out_len);
+            }
+            Op::RandomUniform { .. } => {
+                let seed = host_slice(operand(0).dtype, ptrs[node.inputs[0].0], 1);
+                random::uniform(random::seed_of(seed), y(), pool);
             }
             Op::Input { .. }
             | Op::Parameter { .. }

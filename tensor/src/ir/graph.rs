@@ -508,6 +508,14 @@ impl Graph {
         self.push(Op::StopGradient, &[x])
     }
 
+    /// `F32` values uniform in `[0, 1)` of `shape`, determined by the scalar `seed` (`I32` or
+    /// `F32`) and each element's index; feed a seed that changes every step (from state) for
+    /// fresh values.
+    pub fn random_uniform(&mut self, seed: NodeId, shape: impl Into<Shape>) -> Result<NodeId> {
+        let shape = shape.into().0;
+        self.push(Op::RandomUniform { shape }, &[seed])
+    }
+
     /// Numerically stable softmax over the last axis.
     pub fn softmax(&mut self, x: NodeId) -> Result<NodeId> {
         let last = self

@@ -268,6 +268,23 @@ pub fn infer(op: &Op, operands: &[Operand<'_>]) -> Result<(Shape, DType)> {
         }
         Op::Cast { to } => Ok((operands[0].0.clone(), *to)),
         Op::StopGradient => Ok((operands[0].0.clone(), operands[0].1)),
+        Op::RandomUniform { shape } => {
+            let (seed, d) = operands[0];
+            if !matches!(d, DType::I32 | DType::F32) {
+                return Err(Error::DTypeMismatch {
+                    op: name,
+                    expected: "an i32 or f32 seed".into(),
+                    found: d,
+                });
+            }
+            if seed.numel() != 1 {
+                return Err(Error::shape(
+                    name,
+                    format!("the seed must be a scalar, found {seed}"),
+                ));
+            }
+            Ok((Shape::new(shape.clone()), DType::F32))
+        }
     }
 }
 

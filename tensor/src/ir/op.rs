@@ -249,6 +249,14 @@ pub enum Op {
     },
     /// Identity whose gradient is zero.
     StopGradient,
+    /// `F32` values uniform in `[0, 1)` of `shape`, a pure function of (seed, element index):
+    /// one operand, an `I32` or `F32` scalar seed (an `F32` seed is truncated to an integer, as
+    /// [`Op::Cast`] does). Every backend reproduces the CPU's bits exactly: see
+    /// `cpu::kernels::random`. No gradient; never constant-folded.
+    RandomUniform {
+        /// The output dims.
+        shape: Vec<usize>,
+    },
 }
 
 impl Op {
@@ -281,6 +289,7 @@ impl Op {
             Op::ArgMax { .. } => "argmax",
             Op::Cast { .. } => "cast",
             Op::StopGradient => "stop_gradient",
+            Op::RandomUniform { .. } => "random_uniform",
         }
     }
 

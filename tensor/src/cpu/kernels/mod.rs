@@ -8,6 +8,7 @@ pub mod layout;
 pub mod matmul;
 pub mod misc;
 pub mod pool2d;
+pub mod random;
 pub mod reduce;
 
 /// Highest rank the CPU kernels handle; index arithmetic lives in fixed arrays of this size so
