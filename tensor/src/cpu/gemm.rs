@@ -135,6 +135,7 @@ pub unsafe fn sgemm(
     }
     let kern = kernel();
     let mc = kern.mr * 8;
+    reserve_thread_buffers();
     let threads = if m * n * k >= PARALLEL_MIN_WORK {
         pool.threads()
     } else {
@@ -218,6 +219,27 @@ pub unsafe fn sgemm(
                     });
                 });
             }
+        }
+    });
+}
+
+/// Sizes this thread's packing buffers for the largest block, once. Worker threads call it
+/// when they start, so that no thread allocates in a later step, whichever tasks it happens to
+/// claim.
+pub fn reserve_thread_buffers() {
+    let kern = kernel();
+    let a = kern.mr * 8 * KC;
+    let b = KC * NC.div_ceil(kern.nr) * kern.nr;
+    PACK_A.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < a {
+            p.resize(a, 0.0);
+        }
+    });
+    PACK_B.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < b {
+            p.resize(b, 0.0);
         }
     });
 }

@@ -29,6 +29,8 @@ struct Shared {
     job: Mutex<Option<JobPtr>>,
     /// Workers currently parked.
     sleeping: AtomicUsize,
+    /// Workers that have started (and prepared their per-thread buffers).
+    started: AtomicUsize,
 }
 
 #[derive(Clone, Copy)]
@@ -52,6 +54,7 @@ impl WorkerPool {
             finished: AtomicUsize::new(0),
             job: Mutex::new(None),
             sleeping: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
         });
         let workers = (1..threads.max(1))
             .filter_map(|i| {
@@ -62,7 +65,11 @@ impl WorkerPool {
                     .ok()
                     .map(|h| h.thread().clone())
             })
-            .collect();
+            .collect::<Vec<Thread>>();
+        // Wait until every worker runs, so none prepares its buffers during a later step.
+        while shared.started.load(Ordering::Acquire) < workers.len() {
+            thread::yield_now();
+        }
         WorkerPool {
             shared,
             workers,
@@ -130,6 +137,8 @@ fn claim(s: &Shared) -> Option<usize> {
 }
 
 fn worker_loop(s: &Shared) {
+    super::gemm::reserve_thread_buffers();
+    s.started.fetch_add(1, Ordering::Release);
     let mut seen = 0u64;
     loop {
         let mut spins = 0;
