@@ -151,6 +151,44 @@ impl HostTensor {
         Ok(HostTensor { shape, data })
     }
 
+    /// The same elements with new dims (no copy); errors if the element count differs.
+    pub fn reshape(self, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != self.shape.numel() {
+            return Err(Error::shape(
+                "reshape",
+                format!("cannot view {} as {shape}", self.shape),
+            ));
+        }
+        Ok(HostTensor { shape, ..self })
+    }
+
+    /// Rows `start..end` along the first dim (a copy), or an error if they are out of range.
+    pub fn rows(&self, start: usize, end: usize) -> Result<Self> {
+        let dims = self.shape.dims();
+        let n = dims.first().copied().unwrap_or(0);
+        if start > end || end > n {
+            return Err(Error::invalid(
+                "rows",
+                format!("rows {start}..{end} of a tensor with {n} rows"),
+            ));
+        }
+        let row: usize = dims[1..].iter().product();
+        let (a, b) = (start * row, end * row);
+        let data = match &self.data {
+            HostData::F32(v) => HostData::F32(v[a..b].to_vec()),
+            HostData::I32(v) => HostData::I32(v[a..b].to_vec()),
+            HostData::U8(v) => HostData::U8(v[a..b].to_vec()),
+            HostData::Bool(v) => HostData::Bool(v[a..b].to_vec()),
+        };
+        let mut shape = dims.to_vec();
+        shape[0] = end - start;
+        Ok(HostTensor {
+            shape: Shape::new(shape),
+            data,
+        })
+    }
+
     /// A scalar `f32`.
     pub fn scalar(value: f32) -> Self {
         HostTensor {
