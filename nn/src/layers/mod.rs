@@ -2,14 +2,18 @@
 //! Gradients come from autodiff, so no layer has backward code.
 
 mod activation;
+mod batch_norm;
 mod conv2d;
 mod dense;
+mod dropout;
 mod flatten;
 mod pooling;
 
 pub use activation::{ActivationLayer, Softmax};
+pub use batch_norm::BatchNormalization;
 pub use conv2d::Conv2D;
 pub use dense::Dense;
+pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use pooling::{AveragePooling2D, MaxPooling2D};
 
@@ -117,6 +121,8 @@ pub fn from_config(kind: &str, config: serde_json::Value) -> Result<Box<dyn Laye
         "Flatten" => parse::<Flatten>(config),
         "Activation" => parse::<ActivationLayer>(config),
         "Softmax" => parse::<Softmax>(config),
+        "Dropout" => parse::<Dropout>(config),
+        "BatchNormalization" => parse::<BatchNormalization>(config),
         other => Err(Error::config(format!("unknown layer kind {other:?}"))),
     }
 }

@@ -2,9 +2,15 @@
 //! so the whole update runs inside the compiled step on any backend.
 
 mod adam;
+mod adamw;
+mod rmsprop;
+pub mod schedules;
 mod sgd;
 
 pub use adam::Adam;
+pub use adamw::AdamW;
+pub use rmsprop::RmsProp;
+pub use schedules::LearningRateSchedule;
 pub use sgd::Sgd;
 
 use crate::Result;
@@ -69,6 +75,8 @@ pub fn from_config(config: &serde_json::Value) -> Result<Box<dyn Optimizer>> {
     Ok(match name {
         "adam" => Box::new(serde_json::from_value::<Adam>(config.clone()).map_err(parse)?),
         "sgd" => Box::new(serde_json::from_value::<Sgd>(config.clone()).map_err(parse)?),
+        "rmsprop" => Box::new(serde_json::from_value::<RmsProp>(config.clone()).map_err(parse)?),
+        "adamw" => Box::new(serde_json::from_value::<AdamW>(config.clone()).map_err(parse)?),
         other => return Err(crate::Error::config(format!("unknown optimizer {other:?}"))),
     })
 }
