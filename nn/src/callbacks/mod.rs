@@ -7,6 +7,12 @@ pub mod lr_schedulers;
 pub mod model_checkpoint;
 pub mod terminate_on_nan;
 
+pub use csv_logger::CsvLogger;
+pub use early_stopping::EarlyStopping;
+pub use lr_schedulers::{LearningRateScheduler, ReduceLROnPlateau};
+pub use model_checkpoint::ModelCheckpoint;
+pub use terminate_on_nan::TerminateOnNaN;
+
 use crate::model::Sequential;
 use crate::Result;
 use std::collections::BTreeMap;
