@@ -1,1 +1,14 @@
+//! # hasten
+//!
+//! Fast deep-learning training for Rust: one Keras-style model, compiled whole for each
+//! backend. This facade re-exports the crates; `use hasten::prelude::*` brings in what a
+//! training script needs.
+
+pub use hasten_nn as nn;
 pub use hasten_tensor as tensor;
+
+/// Everything a training script needs.
+pub mod prelude {
+    pub use hasten_nn::prelude::*;
+    pub use hasten_tensor::{Backend, CpuBackend};
+}

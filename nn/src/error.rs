@@ -20,16 +20,6 @@ pub enum Error {
     /// The model was used before `compile`.
     #[error("the model is not compiled: call `compile(optimizer, loss, metrics)` first")]
     NotCompiled,
-    /// The loss became NaN or infinite.
-    #[error("the loss became {value} at epoch {epoch}, batch {batch}")]
-    NonFiniteLoss {
-        /// The loss value.
-        value: f32,
-        /// Epoch (0-based).
-        epoch: usize,
-        /// Batch within the epoch (0-based).
-        batch: usize,
-    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

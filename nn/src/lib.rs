@@ -23,7 +23,10 @@ pub use model::{FitOptions, Sequential, Verbosity};
 /// Everything a training script needs.
 pub mod prelude {
     pub use crate::activations::Activation;
-    pub use crate::callbacks::{Callback, Control, Logs};
+    pub use crate::callbacks::{
+        Callback, Control, CsvLogger, EarlyStopping, LearningRateScheduler, Logs, ModelCheckpoint,
+        ReduceLROnPlateau, TerminateOnNaN,
+    };
     pub use crate::data::Mnist;
     pub use crate::history::History;
     pub use crate::initializers::Initializer;
@@ -33,7 +36,8 @@ pub mod prelude {
     };
     pub use crate::losses::Loss;
     pub use crate::metrics::Metric;
-    pub use crate::optimizers::{Adam, Optimizer, Sgd};
+    pub use crate::optimizers::schedules::{CosineDecay, ExponentialDecay, PiecewiseConstantDecay};
+    pub use crate::optimizers::{Adam, AdamW, LearningRateSchedule, Optimizer, RmsProp, Sgd};
     pub use crate::{FitOptions, Sequential, Verbosity};
     pub use hasten_tensor::HostTensor;
 }

@@ -1,5 +1,6 @@
 //! The training loop.
 
+use super::graphs::LEARNING_RATE;
 use super::runtime::Mode;
 use super::sequential::{Dataset, Labels, Sequential, Sums};
 use crate::callbacks::{Callback, Control};
@@ -101,6 +102,12 @@ impl FitOptions {
         self
     }
 
+    /// Turns per-epoch shuffling on or off.
+    pub fn shuffle(mut self, on: bool) -> Self {
+        self.shuffle = on;
+        self
+    }
+
     /// Sets the shuffle seed.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -173,6 +180,7 @@ impl Sequential {
         let mut history = History::default();
         let mut callbacks = std::mem::take(&mut options.callbacks);
         let mut stop = false;
+        let mut step = self.iterations()?;
         for cb in &mut callbacks {
             cb.on_train_begin(&mut Control::new(self, &mut stop))?;
         }
@@ -201,10 +209,14 @@ impl Sequential {
                     let exe = rt.activate((Mode::Train, n), true, || {
                         model.train_graph(&built, n, t.optimizer.as_ref(), &t.loss, &t.metrics)
                     })?;
+                    if let Some(schedule) = &t.schedule {
+                        exe.write_state(LEARNING_RATE, HostSlice::F32(&[schedule.rate(step)]))?;
+                    }
                     exe.run(&[HostSlice::F32(&batch.x), y_slice])?;
                     sums.add(exe, n)
                 })?;
                 iterator.recycle(batch);
+                step += 1;
                 let logs = sums.mean();
                 for cb in &mut callbacks {
                     cb.on_batch_end(b, loss, &mut Control::new(self, &mut stop))?;
@@ -253,16 +265,12 @@ impl Sequential {
 
 /// The shuffling, prefetching batch iterator over a dataset.
 fn batches(data: &Dataset, batch_size: usize, shuffle: bool, seed: u64) -> Result<BatchIterator> {
-    let x = Arc::new(data.x.clone());
+    let x = Arc::clone(&data.x);
     let it = match &data.labels {
-        Labels::Sparse(v) => BatchIterator::new(x, data.row_len, Arc::new(v.clone()), batch_size)?,
-        Labels::Dense { values, len } => BatchIterator::with_targets(
-            x,
-            data.row_len,
-            Arc::new(values.clone()),
-            *len,
-            batch_size,
-        )?,
+        Labels::Sparse(v) => BatchIterator::new(x, data.row_len, Arc::clone(v), batch_size)?,
+        Labels::Dense { values, len } => {
+            BatchIterator::with_targets(x, data.row_len, Arc::clone(values), *len, batch_size)?
+        }
         Labels::None => return Err(Error::BadData("fit needs labels".into())),
     };
     let it = if shuffle {

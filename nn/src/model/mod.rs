@@ -7,4 +7,5 @@ mod sequential;
 mod summary;
 
 pub use fit::{FitOptions, Verbosity};
+pub(crate) use graphs::{ITERATIONS, LEARNING_RATE};
 pub use sequential::Sequential;

@@ -6,7 +6,7 @@ use super::runtime::{Mode, Runtime};
 use crate::layers::{Layer, ParamSpec};
 use crate::losses::{LabelKind, Loss};
 use crate::metrics::Metric;
-use crate::optimizers::Optimizer;
+use crate::optimizers::{LearningRateSchedule, Optimizer};
 use crate::{Error, Result};
 use hasten_tensor::{Backend, CpuBackend, HostData, HostSlice, HostTensor};
 use rand::rngs::StdRng;
@@ -38,6 +38,8 @@ pub(crate) struct Training {
     pub optimizer: Box<dyn Optimizer>,
     pub loss: Loss,
     pub metrics: Vec<Metric>,
+    /// Sets the learning rate before every step, from the step number.
+    pub schedule: Option<Box<dyn LearningRateSchedule>>,
 }
 
 /// A linear stack of layers, trained the way Keras trains: `compile`, then `fit`.
@@ -108,6 +110,11 @@ impl Sequential {
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// The seed of weight initialisation.
+    pub fn initial_seed(&self) -> u64 {
+        self.seed
     }
 
     /// Runs the model on another backend from now on, keeping its weights.
@@ -217,7 +224,19 @@ impl Sequential {
             optimizer,
             loss,
             metrics: metrics.to_vec(),
+            schedule: None,
         });
+        Ok(())
+    }
+
+    /// Drives the learning rate by a schedule of the step number from now on (Keras's
+    /// `Adam(learning_rate=ExponentialDecay(...))`); `None` returns to a fixed rate.
+    pub fn set_learning_rate_schedule(
+        &mut self,
+        schedule: Option<Box<dyn LearningRateSchedule>>,
+    ) -> Result<()> {
+        let training = self.training.as_mut().ok_or(Error::NotCompiled)?;
+        training.schedule = schedule;
         Ok(())
     }
 
@@ -414,7 +433,7 @@ impl Sequential {
             }
         };
         Ok(Dataset {
-            x: x_data,
+            x: Arc::new(x_data),
             row_len,
             len: samples,
             labels,
@@ -438,7 +457,7 @@ fn keras_name(kind: &str) -> String {
 
 /// Training data in the form the steps take.
 pub(crate) struct Dataset {
-    pub x: Vec<f32>,
+    pub x: Arc<Vec<f32>>,
     pub row_len: usize,
     pub len: usize,
     pub labels: Labels,
@@ -447,8 +466,8 @@ pub(crate) struct Dataset {
 /// Labels in the dtype the loss takes.
 pub(crate) enum Labels {
     None,
-    Sparse(Vec<i32>),
-    Dense { values: Vec<f32>, len: usize },
+    Sparse(Arc<Vec<i32>>),
+    Dense { values: Arc<Vec<f32>>, len: usize },
 }
 
 impl Dataset {
@@ -474,11 +493,11 @@ impl Dataset {
             )));
         }
         let keep = self.len - (self.len as f32 * fraction) as usize;
-        let tail_x = self.x.split_off(keep * self.row_len);
+        let tail_x = Arc::new(Arc::make_mut(&mut self.x).split_off(keep * self.row_len));
         let labels = match &mut self.labels {
-            Labels::Sparse(v) => Labels::Sparse(v.split_off(keep)),
+            Labels::Sparse(v) => Labels::Sparse(Arc::new(Arc::make_mut(v).split_off(keep))),
             Labels::Dense { values, len } => Labels::Dense {
-                values: values.split_off(keep * *len),
+                values: Arc::new(Arc::make_mut(values).split_off(keep * *len)),
                 len: *len,
             },
             Labels::None => Labels::None,
@@ -527,7 +546,7 @@ fn labels(loss: &Loss, output: &[usize], y: &HostTensor, samples: usize) -> Resu
                     "label {bad} is outside the {classes} classes"
                 )));
             }
-            Labels::Sparse(ints.into_iter().map(|l| l as i32).collect())
+            Labels::Sparse(Arc::new(ints.into_iter().map(|l| l as i32).collect()))
         }
         LabelKind::Dense => {
             let values = match &y.data {
@@ -537,7 +556,7 @@ fn labels(loss: &Loss, output: &[usize], y: &HostTensor, samples: usize) -> Resu
                 HostData::Bool(v) => v.iter().map(|&l| l as u8 as f32).collect(),
             };
             Labels::Dense {
-                values,
+                values: Arc::new(values),
                 len: per_sample,
             }
         }
