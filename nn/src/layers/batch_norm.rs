@@ -144,21 +144,7 @@ impl BatchNormalization {
 }
 
 impl Layer for BatchNormalization {
-    fn kind(&self) -> &'static str {
-        "BatchNormalization"
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-
-    fn declared_input_shape(&self) -> Option<&[usize]> {
-        self.input_shape.as_deref()
-    }
+    layer_basics!("BatchNormalization", input_shape);
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.features(input)?;
@@ -239,9 +225,5 @@ impl Layer for BatchNormalization {
             y = g.add(y, beta)?;
         }
         Ok(y.into())
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
     }
 }

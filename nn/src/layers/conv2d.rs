@@ -115,21 +115,7 @@ impl Conv2D {
 }
 
 impl Layer for Conv2D {
-    fn kind(&self) -> &'static str {
-        "Conv2D"
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-
-    fn declared_input_shape(&self) -> Option<&[usize]> {
-        self.input_shape.as_deref()
-    }
+    layer_basics!("Conv2D", input_shape);
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let [h, w, _] = self.hwc(input)?;
@@ -197,9 +183,5 @@ impl Layer for Conv2D {
         let value = self.activation.apply(g, z)?;
         let logits = (self.activation == Activation::Softmax).then_some(z);
         Ok(LayerOutput { value, logits })
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
     }
 }

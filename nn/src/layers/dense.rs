@@ -92,21 +92,7 @@ impl Dense {
 }
 
 impl Layer for Dense {
-    fn kind(&self) -> &'static str {
-        "Dense"
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
-
-    fn declared_input_shape(&self) -> Option<&[usize]> {
-        self.input_shape.as_deref()
-    }
+    layer_basics!("Dense", input_shape);
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.features(input)?;
@@ -161,9 +147,5 @@ impl Layer for Dense {
         let value = self.activation.apply(g, z)?;
         let logits = (self.activation == Activation::Softmax).then_some(z);
         Ok(LayerOutput { value, logits })
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
     }
 }

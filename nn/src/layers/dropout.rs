@@ -83,17 +83,7 @@ fn add_wrapping(g: &mut Graph, a: NodeId, b: u32) -> Result<NodeId> {
 }
 
 impl Layer for Dropout {
-    fn kind(&self) -> &'static str {
-        "Dropout"
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
+    layer_basics!("Dropout");
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.check_rate()?;
@@ -142,9 +132,5 @@ impl Layer for Dropout {
         let scaled = g.div(x, keep_prob)?;
         let zero = g.scalar(0.0);
         Ok(g.select(keep, scaled, zero)?.into())
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
     }
 }

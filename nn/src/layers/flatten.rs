@@ -21,17 +21,7 @@ impl Flatten {
 }
 
 impl Layer for Flatten {
-    fn kind(&self) -> &'static str {
-        "Flatten"
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn set_name(&mut self, name: String) {
-        self.name = name;
-    }
+    layer_basics!("Flatten");
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         Ok(vec![input.iter().product()])
@@ -47,9 +37,5 @@ impl Layer for Flatten {
         let dims = g.shape(x)?.0.clone();
         let b = batch_of(g, x)?;
         Ok(g.reshape(x, [b, dims[1..].iter().product()])?.into())
-    }
-
-    fn config(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
     }
 }

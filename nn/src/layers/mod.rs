@@ -1,6 +1,35 @@
 //! Layers: each one describes its weights and appends its forward computation to the IR.
 //! Gradients come from autodiff, so no layer has backward code.
 
+/// The methods every layer implements the same way: its kind, its `name` field, its
+/// configuration as serde sees it, and (with `input_shape`) its declared input shape field.
+macro_rules! layer_basics {
+    ($kind:literal) => {
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn set_name(&mut self, name: String) {
+            self.name = name;
+        }
+
+        fn config(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    };
+    ($kind:literal, input_shape) => {
+        layer_basics!($kind);
+
+        fn declared_input_shape(&self) -> Option<&[usize]> {
+            self.input_shape.as_deref()
+        }
+    };
+}
+
 mod activation;
 mod batch_norm;
 mod conv2d;

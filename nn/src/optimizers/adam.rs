@@ -61,6 +61,20 @@ impl Optimizer for Adam {
     }
 
     fn apply(&self, g: &mut Graph, params: &[ParamGrad], hyper: Hyper) -> Result<()> {
+        self.update(g, params, hyper, 0.0)
+    }
+}
+
+impl Adam {
+    /// Appends the Adam update of every parameter; with a nonzero `weight_decay`, each
+    /// parameter first decays by `lr·weight_decay·p` (AdamW's decoupled decay).
+    pub(crate) fn update(
+        &self,
+        g: &mut Graph,
+        params: &[ParamGrad],
+        hyper: Hyper,
+        weight_decay: f32,
+    ) -> Result<()> {
         let one = g.scalar(1.0);
         let b1t = power(g, self.beta_1, hyper.step)?;
         let b2t = power(g, self.beta_2, hyper.step)?;
@@ -69,8 +83,15 @@ impl Optimizer for Adam {
         let c2 = g.sqrt(c2)?;
         let correction = g.div(c2, c1)?;
         let lr_t = g.mul(hyper.learning_rate, correction)?;
+        let lr_wd = g.scale(hyper.learning_rate, weight_decay)?;
         let eps = g.scalar(self.epsilon);
         for p in params {
+            let start = if weight_decay == 0.0 {
+                p.param
+            } else {
+                let decay = g.mul(p.param, lr_wd)?;
+                g.sub(p.param, decay)?
+            };
             let m = slot(g, p, "m")?;
             let v = slot(g, p, "v")?;
             let m_new = blend(g, self.beta_1, m, 1.0 - self.beta_1, p.grad)?;
@@ -80,7 +101,7 @@ impl Optimizer for Adam {
             let denom = g.add(root, eps)?;
             let ratio = g.div(m_new, denom)?;
             let step = g.mul(ratio, lr_t)?;
-            let new = g.sub(p.param, step)?;
+            let new = g.sub(start, step)?;
             g.update(m, m_new)?;
             g.update(v, v_new)?;
             g.update(p.param, new)?;

@@ -1,7 +1,7 @@
 //! AdamW: Adam with decoupled weight decay, in Keras's formulation.
 
-use super::adam::power;
-use super::{blend, slot, Hyper, Optimizer, ParamGrad};
+use super::adam::Adam;
+use super::{Hyper, Optimizer, ParamGrad};
 use crate::{Error, Result};
 use hasten_tensor::Graph;
 use serde::{Deserialize, Serialize};
@@ -89,33 +89,12 @@ impl Optimizer for AdamW {
 
     fn apply(&self, g: &mut Graph, params: &[ParamGrad], hyper: Hyper) -> Result<()> {
         self.check()?;
-        let one = g.scalar(1.0);
-        let b1t = power(g, self.beta_1, hyper.step)?;
-        let b2t = power(g, self.beta_2, hyper.step)?;
-        let c1 = g.sub(one, b1t)?;
-        let c2 = g.sub(one, b2t)?;
-        let c2 = g.sqrt(c2)?;
-        let correction = g.div(c2, c1)?;
-        let lr_t = g.mul(hyper.learning_rate, correction)?;
-        let lr_wd = g.scale(hyper.learning_rate, self.weight_decay)?;
-        let eps = g.scalar(self.epsilon);
-        for p in params {
-            let decay = g.mul(p.param, lr_wd)?;
-            let decayed = g.sub(p.param, decay)?;
-            let m = slot(g, p, "m")?;
-            let v = slot(g, p, "v")?;
-            let m_new = blend(g, self.beta_1, m, 1.0 - self.beta_1, p.grad)?;
-            let g2 = g.mul(p.grad, p.grad)?;
-            let v_new = blend(g, self.beta_2, v, 1.0 - self.beta_2, g2)?;
-            let root = g.sqrt(v_new)?;
-            let denom = g.add(root, eps)?;
-            let ratio = g.div(m_new, denom)?;
-            let step = g.mul(ratio, lr_t)?;
-            let new = g.sub(decayed, step)?;
-            g.update(m, m_new)?;
-            g.update(v, v_new)?;
-            g.update(p.param, new)?;
-        }
-        Ok(())
+        let adam = Adam {
+            learning_rate: self.learning_rate,
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+        };
+        adam.update(g, params, hyper, self.weight_decay)
     }
 }
