@@ -585,11 +585,7 @@ fn build_fused(graph: &Graph, group: &FusionGroup, group_of: &[Option<usize>], g
             })
         })
         .collect();
-    let lp = FusedLoop {
-        len: group.shape.numel(),
-        ops,
-        outputs,
-    };
+    let lp = FusedLoop::new(group.shape.numel(), ops, outputs);
     Step::Fused {
         lp,
         in_ptrs: vec![std::ptr::null(); inputs.len()],

@@ -138,6 +138,7 @@ fn claim(s: &Shared) -> Option<usize> {
 
 fn worker_loop(s: &Shared) {
     super::gemm::reserve_thread_buffers();
+    super::kernels::fused::reserve_thread_scratch();
     s.started.fetch_add(1, Ordering::Release);
     let mut seen = 0u64;
     loop {

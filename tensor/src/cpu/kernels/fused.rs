@@ -8,9 +8,9 @@ use crate::ir::{BinaryOp, CompareOp, UnaryOp};
 use crate::passes::fusion::{Access, MAX_GROUP_SIZE};
 
 /// Elements per chunk.
-const CHUNK: usize = 128;
+const CHUNK: usize = 256;
 /// Groups at least this long are split over the pool.
-const PARALLEL_MIN_LEN: usize = 1 << 15;
+const PARALLEL_MIN_LEN: usize = 1 << 13;
 
 /// A member's operation.
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +70,9 @@ pub struct FusedLoop {
     pub ops: Vec<FusedOp>,
     /// Members written to memory.
     pub outputs: Vec<FusedOutput>,
+    /// For each member, the output slot it is computed straight into (`f32` outputs), so its
+    /// value never passes through a scratch row.
+    direct: Vec<Option<usize>>,
 }
 
 #[derive(Clone, Copy)]
@@ -82,6 +85,20 @@ unsafe impl Send for Ptrs<'_> {}
 unsafe impl Sync for Ptrs<'_> {}
 
 impl FusedLoop {
+    /// A loop over `len` elements computing `ops` and storing `outputs`.
+    pub fn new(len: usize, ops: Vec<FusedOp>, outputs: Vec<FusedOutput>) -> Self {
+        let mut direct = vec![None; ops.len()];
+        for o in outputs.iter().filter(|o| !o.is_bool) {
+            direct[o.member] = Some(o.slot);
+        }
+        FusedLoop {
+            len,
+            ops,
+            outputs,
+            direct,
+        }
+    }
+
     /// Runs the loop. `inputs[slot]` points at each external operand, `outputs[slot]` at each
     /// stored member's buffer.
     ///
@@ -98,12 +115,14 @@ impl FusedLoop {
         };
         let body = |t: usize| {
             let (lo, hi) = (chunks * t / tasks, chunks * (t + 1) / tasks);
-            let mut scratch = [[0f32; CHUNK]; MAX_GROUP_SIZE];
-            for c in lo..hi {
-                let start = c * CHUNK;
-                let n = CHUNK.min(self.len - start);
-                self.chunk(start, n, &mut scratch, ptrs);
-            }
+            SCRATCH.with(|cell| {
+                let mut scratch = cell.borrow_mut();
+                for c in lo..hi {
+                    let start = c * CHUNK;
+                    let n = CHUNK.min(self.len - start);
+                    self.chunk(start, n, &mut scratch, ptrs);
+                }
+            });
         };
         if tasks == 1 {
             body(0);
@@ -112,20 +131,20 @@ impl FusedLoop {
         }
     }
 
-    unsafe fn chunk(
-        &self,
-        start: usize,
-        n: usize,
-        scratch: &mut [[f32; CHUNK]; MAX_GROUP_SIZE],
-        ptrs: Ptrs<'_>,
-    ) {
-        let mut tmp = [[0f32; CHUNK]; 3];
+    unsafe fn chunk(&self, start: usize, n: usize, scratch: &mut Scratch, ptrs: Ptrs<'_>) {
+        let Scratch {
+            rows: scratch,
+            tmp,
+            splat,
+        } = scratch;
         for (m, op) in self.ops.iter().enumerate() {
             let arity = match op.kind {
                 FusedKind::Unary(_) => 1,
                 FusedKind::Binary(_) | FusedKind::Compare(_) => 2,
                 FusedKind::Select => 3,
             };
+            // Operands that are neither earlier members, full-size f32 memory nor scalars are
+            // gathered into a temporary row.
             for (k, arg) in op.args.iter().take(arity).enumerate() {
                 if let Arg::External {
                     slot,
@@ -133,52 +152,176 @@ impl FusedLoop {
                     is_bool,
                 } = *arg
                 {
-                    load(ptrs.inputs[slot], access, is_bool, start, &mut tmp[k][..n]);
+                    if is_bool || matches!(access, Access::Trailing(_) | Access::Leading(_)) {
+                        load(ptrs.inputs[slot], access, is_bool, start, &mut tmp[k][..n]);
+                    }
                 }
             }
             let (before, rest) = scratch.split_at_mut(m);
-            let out = &mut rest[0][..n];
-            let arg = |k: usize| -> &[f32] {
+            let out: &mut [f32] = match self.direct[m] {
+                Some(slot) => {
+                    std::slice::from_raw_parts_mut((ptrs.outputs[slot] as *mut f32).add(start), n)
+                }
+                None => &mut rest[0][..n],
+            };
+            let arg = |k: usize| -> Operand<'_> {
                 match op.args[k] {
-                    Arg::Member(j) => &before[j][..n],
-                    Arg::External { .. } => &tmp[k][..n],
+                    Arg::Member(j) => match self.direct[j] {
+                        Some(slot) => Operand::Row(std::slice::from_raw_parts(
+                            (ptrs.outputs[slot] as *const f32).add(start),
+                            n,
+                        )),
+                        None => Operand::Row(&before[j][..n]),
+                    },
+                    Arg::External {
+                        slot,
+                        access,
+                        is_bool: false,
+                    } if matches!(access, Access::Full | Access::Scalar) => {
+                        let p = ptrs.inputs[slot] as *const f32;
+                        if access == Access::Scalar {
+                            Operand::Scalar(*p)
+                        } else {
+                            Operand::Row(std::slice::from_raw_parts(p.add(start), n))
+                        }
+                    }
+                    Arg::External { .. } => Operand::Row(&tmp[k][..n]),
                 }
             };
             match op.kind {
-                FusedKind::Unary(u) => {
-                    for (o, &x) in out.iter_mut().zip(arg(0)) {
-                        *o = unary(u, x);
-                    }
-                }
-                FusedKind::Binary(b) => {
-                    for ((o, &x), &y) in out.iter_mut().zip(arg(0)).zip(arg(1)) {
-                        *o = binary(b, x, y);
-                    }
-                }
+                FusedKind::Unary(u) => unary_row(u, arg(0).row(&mut splat[..n]), out),
+                FusedKind::Binary(b) => binary_row(b, arg(0), arg(1), out),
                 FusedKind::Compare(c) => {
-                    for ((o, &x), &y) in out.iter_mut().zip(arg(0)).zip(arg(1)) {
-                        *o = if compare(c, x, y) { 1.0 } else { 0.0 };
+                    let (x, y) = (arg(0), arg(1));
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = if compare(c, x.at(i), y.at(i)) {
+                            1.0
+                        } else {
+                            0.0
+                        };
                     }
                 }
                 FusedKind::Select => {
-                    for (((o, &c), &t), &f) in out.iter_mut().zip(arg(0)).zip(arg(1)).zip(arg(2)) {
-                        *o = if c != 0.0 { t } else { f };
+                    let (c, t, f) = (arg(0), arg(1), arg(2));
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = if c.at(i) != 0.0 { t.at(i) } else { f.at(i) };
                     }
                 }
             }
         }
-        for o in &self.outputs {
-            let src = &scratch[o.member][..n];
-            if o.is_bool {
-                let dst = (ptrs.outputs[o.slot] as *mut bool).add(start);
-                for (i, &v) in src.iter().enumerate() {
-                    *dst.add(i) = v != 0.0;
-                }
-            } else {
-                let dst = (ptrs.outputs[o.slot] as *mut f32).add(start);
-                std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n);
+        for o in self.outputs.iter().filter(|o| o.is_bool) {
+            let dst = (ptrs.outputs[o.slot] as *mut bool).add(start);
+            for (i, &v) in scratch[o.member][..n].iter().enumerate() {
+                *dst.add(i) = v != 0.0;
             }
         }
+    }
+}
+
+/// Per-thread rows a fused loop computes into: one per member, three for gathered operands
+/// and one for a broadcast scalar. Kept per thread (prepared once, never zeroed per call),
+/// because a fresh stack array would be cleared on every call, which cost more than the
+/// arithmetic of small groups.
+pub struct Scratch {
+    rows: [[f32; CHUNK]; MAX_GROUP_SIZE],
+    tmp: [[f32; CHUNK]; 3],
+    splat: [f32; CHUNK],
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Box<Scratch>> = std::cell::RefCell::new(Box::new(Scratch {
+        rows: [[0.0; CHUNK]; MAX_GROUP_SIZE],
+        tmp: [[0.0; CHUNK]; 3],
+        splat: [0.0; CHUNK],
+    }));
+}
+
+/// Creates this thread's scratch now rather than in some later step.
+pub fn reserve_thread_scratch() {
+    SCRATCH.with(|_| {});
+}
+
+/// A member's operand within one chunk: a row of values or one broadcast value.
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    Row(&'a [f32]),
+    Scalar(f32),
+}
+
+impl<'a> Operand<'a> {
+    #[inline(always)]
+    fn at(self, i: usize) -> f32 {
+        match self {
+            Operand::Row(r) => r[i],
+            Operand::Scalar(v) => v,
+        }
+    }
+
+    /// The operand as a row, filling `buf` for a scalar.
+    fn row(self, buf: &'a mut [f32]) -> &'a [f32] {
+        match self {
+            Operand::Row(r) => r,
+            Operand::Scalar(v) => {
+                buf.fill(v);
+                buf
+            }
+        }
+    }
+}
+
+/// `out = op(x)`, one tight loop per function so the compiler vectorises each.
+fn unary_row(op: UnaryOp, x: &[f32], out: &mut [f32]) {
+    macro_rules! each {
+        ($f:expr) => {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = $f(v);
+            }
+        };
+    }
+    match op {
+        UnaryOp::Neg => each!(|v: f32| -v),
+        UnaryOp::Relu => each!(|v: f32| v.max(0.0)),
+        UnaryOp::Sqrt => each!(|v: f32| v.sqrt()),
+        UnaryOp::Rsqrt => each!(|v: f32| 1.0 / v.sqrt()),
+        UnaryOp::Abs => each!(|v: f32| v.abs()),
+        UnaryOp::Square => each!(|v: f32| v * v),
+        UnaryOp::Recip => each!(|v: f32| 1.0 / v),
+        other => each!(|v: f32| unary(other, v)),
+    }
+}
+
+/// `out = op(a, b)` with either side possibly a scalar, one tight loop per case.
+fn binary_row(op: BinaryOp, a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
+    macro_rules! each {
+        ($f:expr) => {
+            match (a, b) {
+                (Operand::Row(x), Operand::Row(y)) => {
+                    for ((o, &u), &v) in out.iter_mut().zip(x).zip(y) {
+                        *o = $f(u, v);
+                    }
+                }
+                (Operand::Row(x), Operand::Scalar(v)) => {
+                    for (o, &u) in out.iter_mut().zip(x) {
+                        *o = $f(u, v);
+                    }
+                }
+                (Operand::Scalar(u), Operand::Row(y)) => {
+                    for (o, &v) in out.iter_mut().zip(y) {
+                        *o = $f(u, v);
+                    }
+                }
+                (Operand::Scalar(u), Operand::Scalar(v)) => out.fill($f(u, v)),
+            }
+        };
+    }
+    match op {
+        BinaryOp::Add => each!(|u: f32, v: f32| u + v),
+        BinaryOp::Sub => each!(|u: f32, v: f32| u - v),
+        BinaryOp::Mul => each!(|u: f32, v: f32| u * v),
+        BinaryOp::Div => each!(|u: f32, v: f32| u / v),
+        BinaryOp::Max => each!(|u: f32, v: f32| u.max(v)),
+        BinaryOp::Min => each!(|u: f32, v: f32| u.min(v)),
+        BinaryOp::Pow => each!(|u: f32, v: f32| binary(op, u, v)),
     }
 }
 
