@@ -330,6 +330,10 @@ unsafe fn tile<const MR: usize, const NR: usize, const FMA: bool>(t: TileCall) {
             }
         }
     }
+    // Copy out of the accumulators before any dynamically indexed access, so that the loop's
+    // accumulators stay in registers (indexing them dynamically below would force them to the
+    // stack on every depth step).
+    let acc: [[f32; NR]; MR] = std::hint::black_box(acc);
     if mr == MR && nr == NR {
         for (i, row) in acc.iter().enumerate() {
             let out = c.add(i * ldc) as *mut [f32; NR];
