@@ -123,6 +123,16 @@ fn im2col(
             // SAFETY: row `r` of `cols` is written by this task only.
             let row = unsafe { std::slice::from_raw_parts_mut(out.at(r * patch), patch) };
             for ky in 0..g.kh {
+                // With undilated columns and every tap inside the image, a filter row's taps
+                // are one contiguous run of `kw·C` input values.
+                let first = g.source(oy, ox, ky, 0);
+                let last = g.source(oy, ox, ky, g.kw - 1);
+                if let (1, Some((iy, ix)), Some(_)) = (g.attrs.dilation[1], first, last) {
+                    let len = g.kw * g.c;
+                    row[ky * len..][..len]
+                        .copy_from_slice(&x[((img * g.h + iy) * g.w + ix) * g.c..][..len]);
+                    continue;
+                }
                 for kx in 0..g.kw {
                     let dst = &mut row[(ky * g.kw + kx) * g.c..][..g.c];
                     match g.source(oy, ox, ky, kx) {

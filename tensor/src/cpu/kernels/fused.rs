@@ -348,6 +348,17 @@ unsafe fn load(ptr: *const u8, access: Access, is_bool: bool, start: usize, dst:
             .enumerate()
             .for_each(|(i, d)| *d = get(start + i)),
         Access::Scalar => dst.fill(get(0)),
+        Access::Trailing(len) if !is_bool => {
+            // Copy whole runs of the repeating row.
+            let src = ptr as *const f32;
+            let (mut j, mut i) = (start % len, 0);
+            while i < dst.len() {
+                let run = (len - j).min(dst.len() - i);
+                std::ptr::copy_nonoverlapping(src.add(j), dst.as_mut_ptr().add(i), run);
+                i += run;
+                j = 0;
+            }
+        }
         Access::Trailing(len) => {
             let mut j = start % len;
             for d in dst.iter_mut() {

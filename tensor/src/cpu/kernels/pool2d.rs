@@ -97,25 +97,56 @@ pub fn max_pool(g: &PoolGeometry, x: &[f32], y: &mut [f32], pool: &WorkerPool) {
     });
 }
 
+/// Channels handled together when looking for each window's maxima.
+const CHANNEL_BLOCK: usize = 64;
+
 /// Gradient of max-pooling: each window's gradient goes to its first maximal input.
+///
+/// Windows that tile the input exactly (stride = window, no padding, sizes divisible) write
+/// every input cell once, so `dx` needs no clearing; otherwise `dx` is cleared and gradients
+/// of overlapping windows add up.
 pub fn max_pool_grad(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], pool: &WorkerPool) {
-    dx.fill(0.0);
+    let a = g.attrs;
+    let p = a.padding;
+    let tiles = a.stride == a.window
+        && p.top + p.bottom + p.left + p.right == 0
+        && g.oh * a.window[0] == g.h
+        && g.ow * a.window[1] == g.w;
+    if !tiles {
+        dx.fill(0.0);
+    }
     let out = Out(dx.as_mut_ptr());
     g.per_image(pool, &|img| {
+        let mut best_at = [0usize; CHANNEL_BLOCK];
+        let mut best = [0f32; CHANNEL_BLOCK];
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 let grad = &dy[g.out_at(img, oy, ox)..][..g.c];
-                for (ch, &gc) in grad.iter().enumerate() {
-                    let mut best: Option<(usize, f32)> = None;
+                for c0 in (0..g.c).step_by(CHANNEL_BLOCK) {
+                    let cn = CHANNEL_BLOCK.min(g.c - c0);
+                    let (best_at, best) = (&mut best_at[..cn], &mut best[..cn]);
+                    best.fill(f32::NEG_INFINITY);
+                    best_at.fill(usize::MAX);
                     for (iy, ix) in g.window(oy, ox) {
-                        let at = g.at(img, iy, ix) + ch;
-                        if best.is_none_or(|(_, v)| x[at] > v) {
-                            best = Some((at, x[at]));
+                        let at = g.at(img, iy, ix) + c0;
+                        let row = &x[at..at + cn];
+                        for (k, &v) in row.iter().enumerate() {
+                            // `best_at == MAX` also takes a first NaN or -inf, as a scan would.
+                            if v > best[k] || best_at[k] == usize::MAX {
+                                best[k] = v;
+                                best_at[k] = at + k;
+                            }
                         }
                     }
-                    if let Some((at, _)) = best {
-                        // SAFETY: `at` is inside image `img`, which this task owns.
-                        unsafe { *out.at(at) += gc };
+                    for (iy, ix) in g.window(oy, ox).filter(|_| tiles) {
+                        // SAFETY: the cells of this window belong to image `img`, this task's.
+                        unsafe { out.row(g.at(img, iy, ix) + c0, cn) }.fill(0.0);
+                    }
+                    for (k, &at) in best_at.iter().enumerate() {
+                        if at != usize::MAX {
+                            // SAFETY: `at` is inside image `img`, which this task owns.
+                            unsafe { *out.at(at) += grad[c0 + k] };
+                        }
                     }
                 }
             }
