@@ -31,6 +31,38 @@ fn check_rows(batch: &Batch) {
     }
 }
 
+/// Asserts that `result` failed with [`DataError::InvalidArgument`] naming the argument
+/// `name`, and returns the error.
+fn assert_invalid_argument(result: Result<BatchIterator, DataError>, name: &str) -> DataError {
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, DataError::InvalidArgument { name: n, .. } if *n == name),
+        "expected an invalid {name}, got {err:?}"
+    );
+    err
+}
+
+/// Asserts that `result` failed with [`DataError::FeatureLabelMismatch`] with exactly these
+/// counts.
+fn assert_mismatch(
+    result: Result<BatchIterator, DataError>,
+    features: usize,
+    row_len: usize,
+    labels: usize,
+    expected: usize,
+) {
+    let err = result.unwrap_err();
+    let want = (features, row_len, labels, expected);
+    assert!(
+        matches!(
+            err,
+            DataError::FeatureLabelMismatch { features, row_len, labels, expected }
+                if (features, row_len, labels, expected) == want
+        ),
+        "expected a mismatch {want:?} (features, row_len, labels, expected), got {err:?}"
+    );
+}
+
 /// All labels of one epoch, in order, recycling every batch.
 fn epoch_labels(it: &BatchIterator, epoch: u64) -> Vec<i32> {
     let mut e = it.epoch(epoch);
@@ -228,41 +260,12 @@ fn empty_dataset_yields_nothing() {
 #[test]
 fn invalid_arguments_are_errors() {
     let (x, y) = dataset(10);
-    let err = BatchIterator::new(Arc::clone(&x), ROW, Arc::clone(&y), 0).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::InvalidArgument {
-                name: "batch_size",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let err = BatchIterator::new(Arc::clone(&x), 0, Arc::clone(&y), 4).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::InvalidArgument {
-                name: "row_len",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let err = BatchIterator::new(Arc::clone(&x), 4, Arc::clone(&y), 4).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::FeatureLabelMismatch {
-                features: 30,
-                row_len: 4,
-                labels: 10,
-                expected: 40
-            }
-        ),
-        "{err:?}"
-    );
+    let make = |row_len, batch_size| {
+        BatchIterator::new(Arc::clone(&x), row_len, Arc::clone(&y), batch_size)
+    };
+    assert_invalid_argument(make(ROW, 0), "batch_size");
+    assert_invalid_argument(make(0, 4), "row_len");
+    assert_mismatch(make(4, 4), 30, 4, 10, 40);
     // Plain Vecs are accepted too.
     let it = BatchIterator::new(vec![0.0f32; 6], 2, vec![0i32; 3], 2).expect("vecs");
     assert_eq!(it.len(), 3);
@@ -436,88 +439,26 @@ fn invalid_float_targets_are_errors() {
     };
     assert!(make(ROW, &t, TARGET, 4).is_ok());
 
-    let err = make(ROW, &t, 0, 4).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::InvalidArgument {
-                name: "target_len",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let err = make(0, &t, TARGET, 4).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::InvalidArgument {
-                name: "row_len",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let err = make(ROW, &t, TARGET, 0).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::InvalidArgument {
-                name: "batch_size",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_invalid_argument(make(ROW, &t, 0, 4), "target_len");
+    assert_invalid_argument(make(0, &t, TARGET, 4), "row_len");
+    assert_invalid_argument(make(ROW, &t, TARGET, 0), "batch_size");
 
     // 20 target values are not whole rows of 3.
-    let err = make(ROW, &t, 3, 4).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::InvalidArgument {
-                name: "targets",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let err = assert_invalid_argument(make(ROW, &t, 3, 4), "targets");
     assert!(err.to_string().contains("20 target values"), "{err}");
 
     // 20 target values as rows of 4 are 5 samples, but there are 10 feature rows.
-    let err = make(ROW, &t, 4, 4).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::FeatureLabelMismatch {
-                features: 30,
-                row_len: 3,
-                labels: 5,
-                expected: 15
-            }
-        ),
-        "{err:?}"
-    );
+    assert_mismatch(make(ROW, &t, 4, 4), 30, 3, 5, 15);
 
     // One target row too many.
     let long: Arc<Vec<f32>> = Arc::new(vec![0.0; 22]);
-    let err = make(ROW, &long, TARGET, 4).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::FeatureLabelMismatch {
-                features: 30,
-                labels: 11,
-                expected: 33,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert_mismatch(make(ROW, &long, TARGET, 4), 30, ROW, 11, 33);
     // Too few features for the targets.
-    let err = BatchIterator::with_targets(vec![0.0f32; 5], 2, vec![0.0f32; 3], 1, 2).unwrap_err();
-    assert!(
-        matches!(err, DataError::FeatureLabelMismatch { labels: 3, .. }),
-        "{err:?}"
+    assert_mismatch(
+        BatchIterator::with_targets(vec![0.0f32; 5], 2, vec![0.0f32; 3], 1, 2),
+        5,
+        2,
+        3,
+        6,
     );
 }

@@ -2,6 +2,9 @@
 //! weight restoring and baselines), learning-rate schedules and plateaus, CSV logging and
 //! stopping on a NaN loss.
 
+mod common;
+
+use common::compile_classifier;
 use hasten_nn::callbacks::csv_logger::CsvLogger;
 use hasten_nn::callbacks::early_stopping::{EarlyStopping, Mode};
 use hasten_nn::callbacks::lr_schedulers::{LearningRateScheduler, ReduceLROnPlateau};
@@ -64,6 +67,27 @@ fn quiet(epochs: usize) -> FitOptions {
     FitOptions::epochs(epochs)
         .batch_size(16)
         .verbose(Verbosity::Silent)
+}
+
+/// Fits a fresh [`regression_model`] with `optimizer` on `regression_data(seed)`; returns the
+/// model and what `fit` returned.
+fn fit_regression(
+    seed: u64,
+    optimizer: impl Optimizer + 'static,
+    options: FitOptions,
+) -> (Sequential, hasten_nn::Result<History>) {
+    let (x, y) = regression_data(seed);
+    let mut model = regression_model(optimizer);
+    let result = model.fit(&x, &y, options);
+    (model, result)
+}
+
+/// Fits a fresh model of [`frozen_model_and_data`] on its data; returns the model and what
+/// `fit` returned.
+fn fit_frozen(options: FitOptions) -> (Sequential, hasten_nn::Result<History>) {
+    let (mut model, x, y) = frozen_model_and_data();
+    let result = model.fit(&x, &y, options);
+    (model, result)
 }
 
 type Shared<T> = Rc<RefCell<T>>;
@@ -151,6 +175,32 @@ fn keras_early_stopping(values: &[f64], patience: usize) -> (Option<usize>, usiz
     (None, best_epoch)
 }
 
+/// Fits a fresh [`regression_model`] (Adam at 0.05) on `regression_data(seed)` for up to
+/// `epochs` epochs, holding out the last quarter for validation, with gradient ascent from
+/// epoch `ascend_from` on and `stopper` watching `val_loss`; returns the model, its history and
+/// a probe of every epoch.
+fn fit_ascending(
+    seed: u64,
+    epochs: usize,
+    ascend_from: usize,
+    stopper: &EarlyStopping,
+) -> (Sequential, History, Probe) {
+    let probe = Probe::default();
+    let (model, history) = fit_regression(
+        seed,
+        Adam::new(0.05),
+        quiet(epochs)
+            .validation_split(0.25)
+            .callback(AscendFrom {
+                from: ascend_from,
+                lr: 0.05,
+            })
+            .callback(stopper.clone())
+            .callback(probe.handles()),
+    );
+    (model, history.unwrap(), probe)
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hasten-callbacks-tests");
     std::fs::create_dir_all(&dir).unwrap();
@@ -161,24 +211,11 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn early_stopping_stops_at_keras_epoch_and_restores_best_weights() {
-    let (x, y) = regression_data(1);
-    let mut model = regression_model(Adam::new(0.05));
     let stopper = EarlyStopping::new("val_loss")
         .patience(3)
         .restore_best_weights(true);
-    let probe = Probe::default();
     let epochs = 40;
-    let history = model
-        .fit(
-            &x,
-            &y,
-            quiet(epochs)
-                .validation_split(0.25)
-                .callback(AscendFrom { from: 6, lr: 0.05 })
-                .callback(stopper.clone())
-                .callback(probe.handles()),
-        )
-        .unwrap();
+    let (mut model, history, probe) = fit_ascending(1, epochs, 6, &stopper);
     let val = history.get("val_loss").unwrap().to_vec();
     let (stop, best_epoch) = keras_early_stopping(&val, 3);
     let stop = stop.expect("gradient ascent from epoch 6 must trigger early stopping");
@@ -200,6 +237,7 @@ fn early_stopping_stops_at_keras_epoch_and_restores_best_weights() {
         "restore_best_weights should put back epoch {best_epoch}'s weights"
     );
     // The restored model scores the best validation loss again.
+    let (x, y) = regression_data(1);
     let (vx, vy) = (
         HostTensor::f32(
             [16, FEATURES],
@@ -218,21 +256,8 @@ fn early_stopping_stops_at_keras_epoch_and_restores_best_weights() {
 
 #[test]
 fn early_stopping_without_restore_keeps_the_last_weights() {
-    let (x, y) = regression_data(2);
-    let mut model = regression_model(Adam::new(0.05));
     let stopper = EarlyStopping::new("val_loss").patience(2);
-    let probe = Probe::default();
-    let history = model
-        .fit(
-            &x,
-            &y,
-            quiet(40)
-                .validation_split(0.25)
-                .callback(AscendFrom { from: 5, lr: 0.05 })
-                .callback(stopper.clone())
-                .callback(probe.handles()),
-        )
-        .unwrap();
+    let (mut model, history, probe) = fit_ascending(2, 40, 5, &stopper);
     let stop = stopper.stopped_epoch().expect("should stop");
     assert_eq!(history.epochs.len(), stop + 1);
     assert_eq!(
@@ -244,23 +269,10 @@ fn early_stopping_without_restore_keeps_the_last_weights() {
 
 #[test]
 fn early_stopping_restores_best_weights_even_without_stopping() {
-    let (x, y) = regression_data(3);
-    let mut model = regression_model(Adam::new(0.05));
     let stopper = EarlyStopping::new("val_loss")
         .patience(100)
         .restore_best_weights(true);
-    let probe = Probe::default();
-    let history = model
-        .fit(
-            &x,
-            &y,
-            quiet(8)
-                .validation_split(0.25)
-                .callback(AscendFrom { from: 4, lr: 0.05 })
-                .callback(stopper.clone())
-                .callback(probe.handles()),
-        )
-        .unwrap();
+    let (mut model, history, probe) = fit_ascending(3, 8, 4, &stopper);
     assert_eq!(history.epochs.len(), 8);
     assert_eq!(stopper.stopped_epoch(), None);
     let best = stopper.best_epoch().unwrap();
@@ -275,14 +287,9 @@ fn early_stopping_restores_best_weights_even_without_stopping() {
 #[test]
 fn early_stopping_counts_patience_on_a_flat_loss_and_honours_baseline() {
     // A flat validation loss: epoch 0 improves on +inf, then nothing improves.
-    let (mut model, x, y) = frozen_model_and_data();
     let stopper = EarlyStopping::new("val_loss").patience(2);
-    let history = model
-        .fit(
-            &x,
-            &y,
-            quiet(10).validation_split(0.25).callback(stopper.clone()),
-        )
+    let history = fit_frozen(quiet(10).validation_split(0.25).callback(stopper.clone()))
+        .1
         .unwrap();
     let val = history.get("val_loss").unwrap();
     assert!(val.windows(2).all(|w| w[0] == w[1]), "not flat: {val:?}");
@@ -291,26 +298,18 @@ fn early_stopping_counts_patience_on_a_flat_loss_and_honours_baseline() {
     assert_eq!(stopper.best(), Some(val[0]));
 
     // A baseline no epoch beats: epoch 0's improvement does not reset the wait counter.
-    let (mut model, x, y) = frozen_model_and_data();
     let stopper = EarlyStopping::new("val_loss")
         .patience(2)
         .baseline(Some(0.0));
-    let history = model
-        .fit(
-            &x,
-            &y,
-            quiet(10).validation_split(0.25).callback(stopper.clone()),
-        )
+    let history = fit_frozen(quiet(10).validation_split(0.25).callback(stopper.clone()))
+        .1
         .unwrap();
     assert_eq!(stopper.stopped_epoch(), Some(1));
     assert_eq!(history.epochs, vec![0, 1]);
 
     // patience 0 stops at the first epoch that does not improve.
-    let (mut model, x, y) = frozen_model_and_data();
     let stopper = EarlyStopping::new("loss");
-    let history = model
-        .fit(&x, &y, quiet(10).callback(stopper.clone()))
-        .unwrap();
+    let history = fit_frozen(quiet(10).callback(stopper.clone())).1.unwrap();
     assert_eq!(stopper.stopped_epoch(), Some(1));
     assert_eq!(history.epochs.len(), 2);
 }
@@ -318,11 +317,9 @@ fn early_stopping_counts_patience_on_a_flat_loss_and_honours_baseline() {
 #[test]
 fn early_stopping_min_delta_treats_small_gains_as_none() {
     // Real training improves every epoch, but never by 1e6: patience 1 stops at epoch 1.
-    let (x, y) = regression_data(4);
-    let mut model = regression_model(Adam::new(0.05));
     let stopper = EarlyStopping::new("loss").patience(1).min_delta(1e6);
-    let history = model
-        .fit(&x, &y, quiet(20).callback(stopper.clone()))
+    let history = fit_regression(4, Adam::new(0.05), quiet(20).callback(stopper.clone()))
+        .1
         .unwrap();
     assert_eq!(stopper.stopped_epoch(), Some(1));
     assert_eq!(history.epochs.len(), 2);
@@ -330,11 +327,8 @@ fn early_stopping_min_delta_treats_small_gains_as_none() {
 
 #[test]
 fn early_stopping_missing_monitor_is_a_config_error_listing_the_logs() {
-    let (x, y) = regression_data(5);
-    let mut model = regression_model(Adam::new(0.05));
-    let err = model
-        .fit(&x, &y, quiet(3).callback(EarlyStopping::new("val_loss")))
-        .unwrap_err();
+    let options = quiet(3).callback(EarlyStopping::new("val_loss"));
+    let err = fit_regression(5, Adam::new(0.05), options).1.unwrap_err();
     let Error::Config(msg) = &err else {
         panic!("expected Error::Config, got {err:?}");
     };
@@ -371,19 +365,12 @@ fn early_stopping_on_accuracy_maximises() {
     }
     let x = HostTensor::f32([N, FEATURES], xs).unwrap();
     let y = HostTensor::i32([N], ys).unwrap();
-    let mut model = Sequential::new().seed(1);
-    model.add(
+    let model = Sequential::new().seed(1).with(
         Dense::new(2)
             .activation(Activation::Softmax)
             .input_shape([FEATURES]),
     );
-    model
-        .compile(
-            Adam::new(0.05),
-            Loss::sparse_categorical_crossentropy(),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
+    let mut model = compile_classifier(model, 0.05);
     let stopper = EarlyStopping::new("accuracy").patience(2);
     let history = model
         .fit(&x, &y, quiet(30).callback(stopper.clone()))
@@ -399,19 +386,15 @@ fn early_stopping_on_accuracy_maximises() {
 
 #[test]
 fn reduce_lr_on_plateau_cuts_after_patience() {
-    let (mut model, x, y) = frozen_model_and_data();
     let plateau = ReduceLROnPlateau::new("val_loss").patience(2).factor(0.5);
     let probe = Probe::default();
-    model
-        .fit(
-            &x,
-            &y,
-            quiet(7)
-                .validation_split(0.25)
-                .callback(plateau.clone())
-                .callback(probe.handles()),
-        )
-        .unwrap();
+    let (mut model, history) = fit_frozen(
+        quiet(7)
+            .validation_split(0.25)
+            .callback(plateau.clone())
+            .callback(probe.handles()),
+    );
+    history.unwrap();
     // Epoch 0 improves on +inf; epochs 1, 2 wait; cut at the end of 2; 3, 4 wait; cut at 4;
     // 5, 6 wait; cut at 6.
     let expected = [0.1f32, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025];
@@ -428,26 +411,21 @@ fn reduce_lr_on_plateau_cuts_after_patience() {
 
 #[test]
 fn reduce_lr_on_plateau_cooldown_and_min_lr() {
-    let (mut model, x, y) = frozen_model_and_data();
     let plateau = ReduceLROnPlateau::new("loss")
         .patience(2)
         .factor(0.5)
         .cooldown(2);
-    model
-        .fit(&x, &y, quiet(8).callback(plateau.clone()))
-        .unwrap();
+    fit_frozen(quiet(8).callback(plateau.clone())).1.unwrap();
     // After the cut at 2, epochs 3 and 4 cool down (4 starts counting again): next cut at 5.
     let epochs: Vec<usize> = plateau.reductions().iter().map(|c| c.0).collect();
     assert_eq!(epochs, vec![2, 5]);
 
-    let (mut model, x, y) = frozen_model_and_data();
     let plateau = ReduceLROnPlateau::new("loss")
         .patience(1)
         .factor(0.1)
         .min_lr(0.005);
-    model
-        .fit(&x, &y, quiet(6).callback(plateau.clone()))
-        .unwrap();
+    let (mut model, history) = fit_frozen(quiet(6).callback(plateau.clone()));
+    history.unwrap();
     let cuts = plateau.reductions();
     assert_eq!(cuts.len(), 2, "{cuts:?}");
     assert_eq!((cuts[0].0, cuts[1].0), (1, 2));
@@ -458,12 +436,10 @@ fn reduce_lr_on_plateau_cooldown_and_min_lr() {
 
 #[test]
 fn reduce_lr_on_plateau_leaves_an_improving_loss_alone() {
-    let (x, y) = regression_data(6);
-    let mut model = regression_model(Adam::new(0.02));
     let plateau = ReduceLROnPlateau::new("loss").patience(2);
-    let history = model
-        .fit(&x, &y, quiet(5).callback(plateau.clone()))
-        .unwrap();
+    let (mut model, history) =
+        fit_regression(6, Adam::new(0.02), quiet(5).callback(plateau.clone()));
+    let history = history.unwrap();
     let loss = history.get("loss").unwrap();
     assert!(
         loss.windows(2).all(|w| w[1] < w[0] - 1e-4),
@@ -482,13 +458,11 @@ fn reduce_lr_on_plateau_rejects_bad_settings() {
         ReduceLROnPlateau::new("loss").factor(f64::NAN),
         ReduceLROnPlateau::new("loss").min_lr(-1.0),
     ] {
-        let (mut model, x, y) = frozen_model_and_data();
-        let err = model.fit(&x, &y, quiet(2).callback(bad)).unwrap_err();
+        let err = fit_frozen(quiet(2).callback(bad)).1.unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err:?}");
     }
-    let (mut model, x, y) = frozen_model_and_data();
-    let err = model
-        .fit(&x, &y, quiet(2).callback(ReduceLROnPlateau::default()))
+    let err = fit_frozen(quiet(2).callback(ReduceLROnPlateau::default()))
+        .1
         .unwrap_err();
     assert!(
         matches!(&err, Error::Config(m) if m.contains("val_loss")),
@@ -542,22 +516,9 @@ fn learning_rate_scheduler_sets_the_rate_every_epoch() {
 #[test]
 fn learning_rate_scheduler_rejects_bad_rates() {
     for bad in [-0.1f32, f32::NAN, f32::INFINITY] {
-        let (x, y) = regression_data(8);
-        let mut model = regression_model(Adam::new(0.1));
-        let err = model
-            .fit(
-                &x,
-                &y,
-                quiet(3).callback(LearningRateScheduler::new(
-                    move |e, lr| {
-                        if e == 1 {
-                            bad
-                        } else {
-                            lr
-                        }
-                    },
-                )),
-            )
+        let schedule = LearningRateScheduler::new(move |e, lr| if e == 1 { bad } else { lr });
+        let err = fit_regression(8, Adam::new(0.1), quiet(3).callback(schedule))
+            .1
             .unwrap_err();
         assert!(
             matches!(&err, Error::Config(m) if m.contains("epoch 1")),
@@ -694,11 +655,8 @@ fn csv_logger_appends_or_replaces() {
 #[test]
 fn csv_logger_errors_name_the_file() {
     let path = scratch("no-such-dir").join("log.csv");
-    let (x, y) = regression_data(12);
-    let mut model = regression_model(Adam::new(0.05));
-    let err = model
-        .fit(&x, &y, quiet(1).callback(CsvLogger::new(&path)))
-        .unwrap_err();
+    let options = quiet(1).callback(CsvLogger::new(&path));
+    let err = fit_regression(12, Adam::new(0.05), options).1.unwrap_err();
     match &err {
         Error::Io { path: p, .. } => assert_eq!(p, &path.display().to_string()),
         other => panic!("expected Error::Io, got {other:?}"),
@@ -725,12 +683,10 @@ fn terminate_on_nan_stops_at_the_first_nan_batch() {
 
 #[test]
 fn terminate_on_nan_stops_a_diverging_run() {
-    let (x, y) = regression_data(14);
-    let mut model = regression_model(Sgd::new(1e30));
     let guard = TerminateOnNaN::new();
     let epochs = 20;
-    let history = model
-        .fit(&x, &y, quiet(epochs).callback(guard.clone()))
+    let history = fit_regression(14, Sgd::new(1e30), quiet(epochs).callback(guard.clone()))
+        .1
         .unwrap();
     let (epoch, batch) = guard.terminated_at().expect("lr 1e30 must diverge");
     println!(
@@ -744,10 +700,10 @@ fn terminate_on_nan_stops_a_diverging_run() {
 
 #[test]
 fn terminate_on_nan_leaves_healthy_training_alone() {
-    let (x, y) = regression_data(15);
-    let mut model = regression_model(Adam::new(0.01));
     let guard = TerminateOnNaN::new();
-    let history = model.fit(&x, &y, quiet(3).callback(guard.clone())).unwrap();
+    let history = fit_regression(15, Adam::new(0.01), quiet(3).callback(guard.clone()))
+        .1
+        .unwrap();
     assert_eq!(guard.terminated_at(), None);
     assert_eq!(history.epochs.len(), 3);
 }

@@ -2,6 +2,9 @@
 //! saves when it should, bad checkpoints are errors that name the file, and crashed saves do
 //! not break later ones.
 
+mod common;
+
+use common::{mlp_classifier, TempDir};
 use hasten_nn::callbacks::model_checkpoint::{
     resume_epoch, Mode, ModelCheckpoint, TrainingMarker, TRAINING_FILE,
 };
@@ -14,29 +17,6 @@ use hasten_tensor::io::{load_safetensors, save_safetensors};
 use hasten_tensor::HostData;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// A directory under the system temp dir, unique per process and test, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("hasten-checkpoint-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// 96 samples of 4 features; the class is the arg-max of three fixed projections, so a small
 /// model can learn it.
@@ -66,18 +46,9 @@ fn data() -> (HostTensor, HostTensor) {
     )
 }
 
+/// The model the checkpoints hold: 4 → Dense(8, relu) → Dense(3, softmax), Adam at 0.01.
 fn model() -> Sequential {
-    let mut model = Sequential::new();
-    model.add(Dense::new(8).activation(Activation::Relu).input_shape([4]));
-    model.add(Dense::new(3).activation(Activation::Softmax));
-    model
-        .compile(
-            Adam::new(0.01),
-            Loss::sparse_categorical_crossentropy(),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
-    model
+    mlp_classifier(Sequential::new(), 4, 8, 3, 0.01)
 }
 
 fn options(epochs: usize) -> FitOptions {
@@ -119,6 +90,15 @@ fn saved(dir: &Path) -> Sequential {
     m
 }
 
+/// A fresh temp dir for `test` (removed when dropped) with a [`saved`] checkpoint at `ckpt`
+/// in it; returns the temp dir, the checkpoint's path and the model.
+fn saved_in_temp(test: &str) -> (TempDir, PathBuf, Sequential) {
+    let tmp = TempDir::new("checkpoint", test);
+    let dir = tmp.join("ckpt");
+    let m = saved(&dir);
+    (tmp, dir, m)
+}
+
 fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     edit(&mut v);
@@ -150,10 +130,8 @@ fn names(e: &Error, path: &Path) -> String {
 
 #[test]
 fn save_then_load_is_bit_identical() {
-    let tmp = TempDir::new("roundtrip");
-    let dir = tmp.join("ckpt");
+    let (tmp, dir, mut m) = saved_in_temp("roundtrip");
     let (x, _) = data();
-    let mut m = saved(&dir);
 
     for file in [MODEL_FILE, WEIGHTS_FILE, OPTIMIZER_FILE] {
         assert!(dir.join(file).is_file(), "{file} missing");
@@ -216,7 +194,7 @@ fn save_then_load_is_bit_identical() {
 
 #[test]
 fn uncompiled_model_round_trips_without_optimizer_state() {
-    let tmp = TempDir::new("uncompiled");
+    let tmp = TempDir::new("checkpoint", "uncompiled");
     let dir = tmp.join("ckpt");
     let mut m = Sequential::new().seed(3);
     m.add(Dense::new(5).activation(Activation::Tanh).input_shape([4]));
@@ -258,7 +236,7 @@ fn history_of(h: &History, epochs: &[usize]) -> BTreeMap<String, Vec<u64>> {
 
 /// Trains `build()` 4 epochs straight, and 2 + save + load + 2 more; both must end bit-equal.
 fn check_resume(test: &str, build: fn() -> Sequential) {
-    let tmp = TempDir::new(test);
+    let tmp = TempDir::new("checkpoint", test);
     let (x, y) = data();
     let opts = |epochs| FitOptions {
         validation_split: 0.25,
@@ -357,8 +335,8 @@ fn dirs_with(root: &Path, prefix: &str) -> BTreeSet<String> {
 
 #[test]
 fn model_checkpoint_saves_on_improvement_with_epoch_names() {
-    let tmp = TempDir::new("callback");
-    let root = &tmp.0;
+    let tmp = TempDir::new("checkpoint", "callback");
+    let root = tmp.path();
     let (x, y) = data();
     let mut m = model();
     let mut o = FitOptions {
@@ -462,7 +440,7 @@ fn model_checkpoint_paths_and_missing_monitor() {
     }
 
     // save_best_only on a log that does not exist is a configuration error, not a panic.
-    let tmp = TempDir::new("monitor");
+    let tmp = TempDir::new("checkpoint", "monitor");
     let (x, y) = data();
     let mut m = model();
     let mut o = options(1);
@@ -479,7 +457,7 @@ fn model_checkpoint_paths_and_missing_monitor() {
 
 #[test]
 fn missing_directory_and_files_are_io_errors_naming_them() {
-    let tmp = TempDir::new("missing");
+    let tmp = TempDir::new("checkpoint", "missing");
     let nowhere = tmp.join("nowhere");
     let e = expect_err(Sequential::load(&nowhere));
     assert!(matches!(e, Error::Io { .. }), "{e:?}");
@@ -518,9 +496,7 @@ fn missing_directory_and_files_are_io_errors_naming_them() {
 
 #[test]
 fn bad_model_json_is_a_format_error() {
-    let tmp = TempDir::new("json");
-    let dir = tmp.join("ckpt");
-    saved(&dir);
+    let (_tmp, dir, _) = saved_in_temp("json");
     let path = dir.join(MODEL_FILE);
     let good = std::fs::read(&path).unwrap();
 
@@ -569,9 +545,7 @@ fn bad_model_json_is_a_format_error() {
 
 #[test]
 fn corrupt_safetensors_are_errors_naming_the_file() {
-    let tmp = TempDir::new("corrupt");
-    let dir = tmp.join("ckpt");
-    saved(&dir);
+    let (_tmp, dir, _) = saved_in_temp("corrupt");
     let wpath = dir.join(WEIGHTS_FILE);
     let good = std::fs::read(&wpath).unwrap();
 
@@ -641,9 +615,7 @@ fn corrupt_safetensors_are_errors_naming_the_file() {
 
 #[test]
 fn missing_or_misshapen_tensors_are_errors_naming_both_shapes() {
-    let tmp = TempDir::new("tensors");
-    let dir = tmp.join("ckpt");
-    let mut m = saved(&dir);
+    let (_tmp, dir, mut m) = saved_in_temp("tensors");
     let wpath = dir.join(WEIGHTS_FILE);
     let opath = dir.join(OPTIMIZER_FILE);
     forget_digest(&dir, WEIGHTS_FILE);
@@ -664,9 +636,20 @@ fn missing_or_misshapen_tensors_are_errors_naming_both_shapes() {
         }
     };
 
-    let mut w = weights.clone();
-    w.remove("dense_1/bias");
-    save_safetensors(&wpath, &w).unwrap();
+    // Saves `base` to `path` with the tensor `name` set to `tensor`, or removed if `None`.
+    let save_altered = |path: &Path,
+                        base: &BTreeMap<String, HostTensor>,
+                        name: &str,
+                        tensor: Option<HostTensor>| {
+        let mut altered = base.clone();
+        match tensor {
+            Some(t) => altered.insert(name.to_string(), t),
+            None => altered.remove(name),
+        };
+        save_safetensors(path, &altered).unwrap();
+    };
+
+    save_altered(&wpath, &weights, "dense_1/bias", None);
     check(
         &wpath,
         "missing weight",
@@ -676,12 +659,8 @@ fn missing_or_misshapen_tensors_are_errors_naming_both_shapes() {
     assert!(matches!(e, Error::Format { .. }));
     names(&e, &wpath);
 
-    let mut w = weights.clone();
-    w.insert(
-        "dense/kernel".into(),
-        HostTensor::f32([5, 8], vec![0.0; 40]).unwrap(),
-    );
-    save_safetensors(&wpath, &w).unwrap();
+    let misshapen = HostTensor::f32([5, 8], vec![0.0; 40]).unwrap();
+    save_altered(&wpath, &weights, "dense/kernel", Some(misshapen));
     check(
         &wpath,
         "misshapen weight",
@@ -697,17 +676,12 @@ fn missing_or_misshapen_tensors_are_errors_naming_both_shapes() {
         "a failed load changed weights"
     );
 
-    let mut w = weights.clone();
-    w.insert(
-        "dense/kernel".into(),
-        HostTensor::i32([4, 8], vec![0; 32]).unwrap(),
-    );
-    save_safetensors(&wpath, &w).unwrap();
+    let ints = HostTensor::i32([4, 8], vec![0; 32]).unwrap();
+    save_altered(&wpath, &weights, "dense/kernel", Some(ints));
     check(&wpath, "wrong dtype", &["dense/kernel", "i32", "f32"]);
 
-    let mut w = weights.clone();
-    w.insert("dense_9/kernel".into(), HostTensor::scalar(1.0));
-    save_safetensors(&wpath, &w).unwrap();
+    let extra = HostTensor::scalar(1.0);
+    save_altered(&wpath, &weights, "dense_9/kernel", Some(extra));
     check(
         &wpath,
         "extra weight",
@@ -715,26 +689,24 @@ fn missing_or_misshapen_tensors_are_errors_naming_both_shapes() {
     );
     save_safetensors(&wpath, &weights).unwrap();
 
-    let mut o = optimizer.clone();
-    o.remove("optimizer/iterations");
-    save_safetensors(&opath, &o).unwrap();
+    save_altered(&opath, &optimizer, "optimizer/iterations", None);
     check(&opath, "missing iterations", &["optimizer/iterations"]);
 
-    let mut o = optimizer.clone();
-    o.insert(
-        "optimizer/dense/kernel/m".into(),
-        HostTensor::f32([8, 4], vec![0.0; 32]).unwrap(),
+    let misshapen = HostTensor::f32([8, 4], vec![0.0; 32]).unwrap();
+    save_altered(
+        &opath,
+        &optimizer,
+        "optimizer/dense/kernel/m",
+        Some(misshapen),
     );
-    save_safetensors(&opath, &o).unwrap();
     check(
         &opath,
         "misshapen slot",
         &["optimizer/dense/kernel/m", "[8, 4]", "[4, 8]"],
     );
 
-    let mut o = optimizer.clone();
-    o.insert("optimizer/conv/kernel/m".into(), HostTensor::scalar(0.0));
-    save_safetensors(&opath, &o).unwrap();
+    let stray = HostTensor::scalar(0.0);
+    save_altered(&opath, &optimizer, "optimizer/conv/kernel/m", Some(stray));
     check(&opath, "slot of no weight", &["optimizer/conv/kernel/m"]);
 
     save_safetensors(&opath, &optimizer).unwrap();
@@ -747,10 +719,8 @@ fn missing_or_misshapen_tensors_are_errors_naming_both_shapes() {
 
 #[test]
 fn leftovers_of_crashed_saves_do_not_break_saving_or_loading() {
-    let tmp = TempDir::new("crash");
-    let dir = tmp.join("ckpt");
+    let (tmp, dir, mut m) = saved_in_temp("crash");
     let (x, y) = data();
-    let mut m = saved(&dir);
 
     // A save that died while writing: a half-filled temporary directory, a stray temp file
     // inside the checkpoint, and a replaced checkpoint that was never removed.
@@ -812,7 +782,7 @@ fn leftovers_of_crashed_saves_do_not_break_saving_or_loading() {
         bits(&loaded.get_state().unwrap()),
         bits(&plain.get_state().unwrap())
     );
-    let entries = dirs_with(&tmp.0, "");
+    let entries = dirs_with(tmp.path(), "");
     assert_eq!(
         entries,
         BTreeSet::from(["ckpt".to_string(), ".ckpt.tmp-notes".to_string()])

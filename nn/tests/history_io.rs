@@ -1,6 +1,9 @@
 //! `History` export: JSON round trips (non-finite values included), CSV text, atomic saves
 //! and the PNG learning-curve plot.
 
+mod common;
+
+use common::mlp_classifier;
 use hasten_nn::history::{plot_font_available, History, PlotOptions};
 use hasten_nn::prelude::*;
 use hasten_nn::Error;
@@ -55,17 +58,7 @@ fn fitted_history(epochs: usize) -> History {
         .collect();
     let x = HostTensor::f32([n, 4], x).unwrap();
     let y = HostTensor::i32([n], y).unwrap();
-    let mut model = Sequential::new().seed(5);
-    model.add(Dense::new(8).activation(Activation::Relu).input_shape([4]));
-    model.add(Dense::new(2).activation(Activation::Softmax));
-    model
-        .compile(
-            Adam::new(0.05),
-            Loss::sparse_categorical_crossentropy(),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
-    model
+    mlp_classifier(Sequential::new().seed(5), 4, 8, 2, 0.05)
         .fit(
             &x,
             &y,

@@ -598,6 +598,32 @@ fn normalise(
     Ok(y)
 }
 
+/// A batch-norm layer's weights in candle: gamma and beta (where the layer has them), then the
+/// moving mean and variance.
+type BatchNormWeights = (Option<Tensor>, Option<Tensor>, Tensor, Tensor);
+
+/// Compiles a batch-norm `layer` on inputs of `dims` for training or inference (fast
+/// options, initialised from `rng`), and reads its weights.
+fn compile_batch_norm(
+    layer: &BatchNormalization,
+    dims: &[usize],
+    training: bool,
+    rng: &mut StdRng,
+) -> AnyResult<(Compiled, BatchNormWeights)> {
+    let c = compile(
+        layer,
+        dims,
+        training,
+        rng,
+        &BTreeMap::new(),
+        CpuOptions::fast(),
+    )?;
+    let gamma = layer.scale.then(|| c.weight("gamma")).transpose()?;
+    let beta = layer.center.then(|| c.weight("beta")).transpose()?;
+    let (mm, mv) = (c.weight("moving_mean")?, c.weight("moving_variance")?);
+    Ok((c, (gamma, beta, mm, mv)))
+}
+
 #[test]
 fn batch_normalization_training_and_inference() -> TestResult {
     let configs = [
@@ -617,20 +643,10 @@ fn batch_normalization_training_and_inference() -> TestResult {
             let m = layer.momentum as f64;
 
             // Training: batch statistics, and the moving statistics' updates.
-            let mut c = compile(
-                &layer,
-                &dims,
-                true,
-                &mut rng,
-                &BTreeMap::new(),
-                CpuOptions::fast(),
-            )?;
+            let (mut c, (gamma, beta, mm, mv)) = compile_batch_norm(&layer, &dims, true, &mut rng)?;
             let names: Vec<&String> = c.weights.keys().collect();
             let expected = usize::from(layer.scale) + usize::from(layer.center) + 2;
             assert_eq!(names.len(), expected, "{what}: {names:?}");
-            let gamma = layer.scale.then(|| c.weight("gamma")).transpose()?;
-            let beta = layer.center.then(|| c.weight("beta")).transpose()?;
-            let (mm, mv) = (c.weight("moving_mean")?, c.weight("moving_variance")?);
             let y = c.run(&x)?.to_candle()?;
             let (mean, var) = moments(&xc)?;
             let want = normalise(&xc, &mean, &var, gamma.as_ref(), beta.as_ref(), eps)?;
@@ -649,17 +665,8 @@ fn batch_normalization_training_and_inference() -> TestResult {
             }
 
             // Inference: the moving statistics, and no state change.
-            let mut c = compile(
-                &layer,
-                &dims,
-                false,
-                &mut rng,
-                &BTreeMap::new(),
-                CpuOptions::fast(),
-            )?;
-            let gamma = layer.scale.then(|| c.weight("gamma")).transpose()?;
-            let beta = layer.center.then(|| c.weight("beta")).transpose()?;
-            let (mm, mv) = (c.weight("moving_mean")?, c.weight("moving_variance")?);
+            let (mut c, (gamma, beta, mm, mv)) =
+                compile_batch_norm(&layer, &dims, false, &mut rng)?;
             let y = c.run(&x)?.to_candle()?;
             let want = normalise(&xc, &mm, &mv, gamma.as_ref(), beta.as_ref(), eps)?;
             assert_close(&format!("{what} inference"), &y, &want, 1e-5)?;

@@ -1,8 +1,11 @@
 //! Tests of the IDX / MNIST reader: the real data set loads, and every kind of damaged
 //! input is reported with its specific error.
 
+mod common;
+
+use common::TempDir;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use flate2::write::GzEncoder;
@@ -16,33 +19,11 @@ use hasten_nn::data::{
 };
 use sha2::{Digest, Sha256};
 
-/// A fresh, empty directory under the system temp dir, removed again on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("hasten-mnist-reader-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, bytes).expect("write test file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Asserts that `err` matches a pattern (with an optional `if` guard), showing it if not.
+macro_rules! assert_matches {
+    ($err:expr, $pattern:pat $(if $guard:expr)?) => {
+        assert!(matches!($err, $pattern $(if $guard)?), "{:?}", $err)
+    };
 }
 
 /// An IDX file: magic, big-endian dims, payload.
@@ -83,7 +64,7 @@ fn images_and_labels(count: u32, rows: u32, cols: u32) -> (Vec<u8>, Vec<u8>) {
 /// Writes a complete small MNIST-like directory (gzipped files) with a correct
 /// SHA256SUMS, and returns it.
 fn synthetic_mnist(name: &str) -> TempDir {
-    let dir = TempDir::new(name);
+    let dir = TempDir::new("mnist-reader", name);
     let (train_x, train_y) = images_and_labels(30, 4, 3);
     let (test_x, test_y) = images_and_labels(12, 4, 3);
     let mut sums = String::new();
@@ -198,20 +179,17 @@ fn synthetic_directory_loads_gzipped_and_raw() {
 
 #[test]
 fn wrong_magic_is_bad_magic() {
-    let dir = TempDir::new("magic");
+    let dir = TempDir::new("mnist-reader", "magic");
     let (_, labels) = images_and_labels(3, 2, 2);
     let path = dir.write("images", &labels);
     let err = read_idx_images(&path).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::BadMagic {
-                expected: 0x803,
-                found: 0x801,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_matches!(
+        err,
+        DataError::BadMagic {
+            expected: 0x803,
+            found: 0x801,
+            ..
+        }
     );
     let msg = err.to_string();
     assert!(
@@ -221,56 +199,44 @@ fn wrong_magic_is_bad_magic() {
 
     let path = dir.write("junk.gz", &gzip(b"\x00\x00\x0d\x03rest"));
     let err = read_idx_images(&path).unwrap_err();
-    assert!(
-        matches!(err, DataError::BadMagic { found: 0x0d03, .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, DataError::BadMagic { found: 0x0d03, .. });
 }
 
 #[test]
 fn truncated_payload_is_truncated() {
-    let dir = TempDir::new("truncated");
+    let dir = TempDir::new("mnist-reader", "truncated");
     let (images, _) = images_and_labels(3, 2, 2);
     let cut = &images[..images.len() - 5];
     for path in [dir.write("images", cut), dir.write("images.gz", &gzip(cut))] {
         let err = read_idx_images(&path).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::Truncated {
-                    expected_bytes: 28,
-                    found_bytes: 23,
-                    ..
-                }
-            ),
-            "{err:?}"
+        assert_matches!(
+            err,
+            DataError::Truncated {
+                expected_bytes: 28,
+                found_bytes: 23,
+                ..
+            }
         );
     }
     // A header cut short.
     let path = dir.write("header", &images[..9]);
     let err = read_idx_images(&path).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::Truncated {
-                expected_bytes: 16,
-                found_bytes: 9,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_matches!(
+        err,
+        DataError::Truncated {
+            expected_bytes: 16,
+            found_bytes: 9,
+            ..
+        }
     );
     let path = dir.write("empty", b"");
     let err = read_idx_labels(&path).unwrap_err();
-    assert!(
-        matches!(err, DataError::Truncated { found_bytes: 0, .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, DataError::Truncated { found_bytes: 0, .. });
 }
 
 #[test]
 fn extra_bytes_are_trailing_bytes() {
-    let dir = TempDir::new("extra");
+    let dir = TempDir::new("mnist-reader", "extra");
     let (_, mut labels) = images_and_labels(3, 2, 2);
     labels.extend_from_slice(&[1, 2]);
     for path in [
@@ -278,34 +244,28 @@ fn extra_bytes_are_trailing_bytes() {
         dir.write("labels.gz", &gzip(&labels)),
     ] {
         let err = read_idx_labels(&path).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                DataError::TrailingBytes {
-                    expected_bytes: 11,
-                    found_bytes: 13,
-                    ..
-                }
-            ),
-            "{err:?}"
+        assert_matches!(
+            err,
+            DataError::TrailingBytes {
+                expected_bytes: 11,
+                found_bytes: 13,
+                ..
+            }
         );
     }
 }
 
 #[test]
 fn inconsistent_header_dims_are_rejected() {
-    let dir = TempDir::new("dims");
+    let dir = TempDir::new("mnist-reader", "dims");
     // The product of the dimensions does not fit in memory.
     let path = dir.write("huge", &idx(IMAGES_MAGIC, &[u32::MAX; 3], &[0; 8]));
     let err = read_idx_images(&path).unwrap_err();
-    assert!(matches!(err, DataError::InvalidHeader { .. }), "{err:?}");
+    assert_matches!(err, DataError::InvalidHeader { .. });
     // Images with no columns.
     let path = dir.write("flat", &idx(IMAGES_MAGIC, &[5, 28, 0], &[]));
     let err = read_idx_images(&path).unwrap_err();
-    assert!(
-        matches!(err, DataError::InvalidHeader { ref dims, .. } if dims == &[5, 28, 0]),
-        "{err:?}"
-    );
+    assert_matches!(err, DataError::InvalidHeader { ref dims, .. } if dims == &[5, 28, 0]);
     // A header promising far more than a tiny gzip file holds: no huge allocation, just
     // a truncation error.
     let path = dir.write(
@@ -313,72 +273,65 @@ fn inconsistent_header_dims_are_rejected() {
         &gzip(&idx(IMAGES_MAGIC, &[1 << 20, 1 << 10, 1 << 10], &[1; 64])),
     );
     let err = read_idx_images(&path).unwrap_err();
-    assert!(matches!(err, DataError::Truncated { .. }), "{err:?}");
+    assert_matches!(err, DataError::Truncated { .. });
+}
+
+/// Loads a [`synthetic_mnist`] directory named `name` after [`replace_file`] has put `raw` in
+/// place of `file`, and returns the error the load fails with.
+fn load_with_replaced(name: &str, file: &str, raw: &[u8]) -> DataError {
+    let dir = synthetic_mnist(name);
+    replace_file(&dir, file, raw);
+    Mnist::load(dir.path()).unwrap_err()
 }
 
 #[test]
 fn train_and_test_of_different_sizes_are_dim_mismatch() {
-    let dir = synthetic_mnist("dim-mismatch");
     let (test_x, _) = images_and_labels(12, 3, 4);
-    replace_file(&dir, TEST_IMAGES, &test_x);
-    let err = Mnist::load(dir.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::DimMismatch {
-                what: "image rows",
-                expected: 4,
-                found: 3,
-                ..
-            }
-        ),
-        "{err:?}"
+    let err = load_with_replaced("dim-mismatch", TEST_IMAGES, &test_x);
+    assert_matches!(
+        err,
+        DataError::DimMismatch {
+            what: "image rows",
+            expected: 4,
+            found: 3,
+            ..
+        }
     );
 }
 
 #[test]
 fn image_and_label_counts_must_agree() {
-    let dir = synthetic_mnist("count-mismatch");
     let (_, labels) = images_and_labels(29, 4, 3);
-    replace_file(&dir, TRAIN_LABELS, &labels);
-    let err = Mnist::load(dir.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::LengthMismatch {
-                images: 30,
-                labels: 29,
-                ..
-            }
-        ),
-        "{err:?}"
+    let err = load_with_replaced("count-mismatch", TRAIN_LABELS, &labels);
+    assert_matches!(
+        err,
+        DataError::LengthMismatch {
+            images: 30,
+            labels: 29,
+            ..
+        }
     );
 }
 
 #[test]
 fn label_out_of_range_is_bad_label() {
-    let dir = synthetic_mnist("bad-label");
     let mut labels: Vec<u8> = (0..12).map(|i| i % 10).collect();
     labels[7] = 10;
-    replace_file(&dir, TEST_LABELS, &idx(LABELS_MAGIC, &[12], &labels));
-    let err = Mnist::load(dir.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::BadLabel {
-                index: 7,
-                label: 10,
-                max: 9,
-                ..
-            }
-        ),
-        "{err:?}"
+    let err = load_with_replaced("bad-label", TEST_LABELS, &idx(LABELS_MAGIC, &[12], &labels));
+    assert_matches!(
+        err,
+        DataError::BadLabel {
+            index: 7,
+            label: 10,
+            max: 9,
+            ..
+        }
     );
 }
 
 #[test]
 fn corrupt_gzip_is_gzip_error() {
-    let dir = TempDir::new("gzip");
+    let dir = TempDir::new("mnist-reader", "gzip");
     let (images, _) = images_and_labels(20, 8, 8);
     let good = gzip(&images);
 
@@ -435,7 +388,7 @@ fn checksum_mismatch_is_reported() {
         dir.path().join(SUMS_FILE),
     )
     .unwrap_err();
-    assert!(matches!(err, DataError::ChecksumMismatch { .. }), "{err:?}");
+    assert_matches!(err, DataError::ChecksumMismatch { .. });
     // The other files still verify.
     verify_sha256(
         dir.path().join(format!("{TEST_IMAGES}.gz")),
@@ -458,10 +411,7 @@ fn missing_or_malformed_checksums() {
         .collect();
     std::fs::write(&sums_path, without).expect("write");
     let err = Mnist::load(dir.path()).unwrap_err();
-    assert!(
-        matches!(err, DataError::MissingChecksum { ref name, .. } if name == TEST_LABELS),
-        "{err:?}"
-    );
+    assert_matches!(err, DataError::MissingChecksum { ref name, .. } if name == TEST_LABELS);
 
     // A line that is not `<hex>  <name>`.
     std::fs::write(
@@ -470,10 +420,7 @@ fn missing_or_malformed_checksums() {
     )
     .expect("write");
     let err = Mnist::load(dir.path()).unwrap_err();
-    assert!(
-        matches!(err, DataError::MalformedChecksums { line: 7, .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, DataError::MalformedChecksums { line: 7, .. });
 
     // Binary-mode (`*name`) and `./name` entries are accepted.
     let starred = sums
@@ -485,15 +432,12 @@ fn missing_or_malformed_checksums() {
     // No SHA256SUMS at all.
     std::fs::remove_file(&sums_path).expect("rm");
     let err = Mnist::load(dir.path()).unwrap_err();
-    assert!(
-        matches!(err, DataError::Io { ref path, .. } if path == &sums_path),
-        "{err:?}"
-    );
+    assert_matches!(err, DataError::Io { ref path, .. } if path == &sums_path);
 }
 
 #[test]
 fn missing_data_lists_the_places_tried() {
-    let base = TempDir::new("missing");
+    let base = TempDir::new("mnist-reader", "missing");
     let tried = vec![base.path().join("nope-a"), base.path().join("nope-b")];
     let err = Mnist::locate_in(&tried).unwrap_err();
     match &err {
@@ -516,7 +460,7 @@ fn missing_data_lists_the_places_tried() {
 
     // Loading from a missing directory, or a directory missing one file.
     let err = Mnist::load(base.path().join("nope")).unwrap_err();
-    assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
+    assert_matches!(err, DataError::NotFound { .. });
     let dir = synthetic_mnist("missing-file");
     std::fs::remove_file(dir.path().join(format!("{TEST_LABELS}.gz"))).expect("rm");
     let err = Mnist::load(dir.path()).unwrap_err();
@@ -550,12 +494,12 @@ fn search_dirs_include_the_workspace_data() {
 
 #[test]
 fn sha256_is_of_the_uncompressed_bytes() {
-    let dir = TempDir::new("sha");
+    let dir = TempDir::new("mnist-reader", "sha");
     let raw = dir.write("file", b"abc");
     let gz = dir.write("file.gz", &gzip(b"abc"));
     let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
     assert_eq!(sha256_hex(raw).expect("raw"), expected);
     assert_eq!(sha256_hex(gz).expect("gz"), expected);
     let err = sha256_hex(dir.path().join("absent")).unwrap_err();
-    assert!(matches!(err, DataError::Io { .. }), "{err:?}");
+    assert_matches!(err, DataError::Io { .. });
 }

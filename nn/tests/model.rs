@@ -1,6 +1,9 @@
 //! The Keras-style model API: summaries match Keras's, training learns, bad input is an error,
 //! and the model runs unchanged on another backend.
 
+mod common;
+
+use common::mlp_classifier;
 use hasten_nn::prelude::*;
 use hasten_nn::Error;
 use hasten_tensor::{CpuBackend, CpuOptions};
@@ -35,18 +38,9 @@ fn blobs(n: usize) -> (HostTensor, HostTensor) {
     )
 }
 
+/// 4 → Dense(16, relu) → Dense(3, softmax), Adam at 0.01.
 fn small_model(seed: u64) -> Sequential {
-    let mut model = Sequential::new().seed(seed);
-    model.add(Dense::new(16).activation(Activation::Relu).input_shape([4]));
-    model.add(Dense::new(3).activation(Activation::Softmax));
-    model
-        .compile(
-            Adam::new(0.01),
-            Loss::sparse_categorical_crossentropy(),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
-    model
+    mlp_classifier(Sequential::new().seed(seed), 4, 16, 3, 0.01)
 }
 
 #[test]

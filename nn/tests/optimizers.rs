@@ -107,16 +107,26 @@ fn sgd_plain() -> TestResult {
     Ok(())
 }
 
+/// SGD with momentum `mu` by hand (Keras's formulation): `v = μ·v - lr·g`, then `p += v`, or
+/// with Nesterov's look-ahead `p += μ·v - lr·g`.
+fn momentum_reference(mu: f64, nesterov: bool) -> Vec<Vec<f64>> {
+    let mut v = vec![0.0; P0.len()];
+    reference(|p, g, _| {
+        for i in 0..p.len() {
+            v[i] = mu * v[i] - LR * g[i];
+            p[i] += if nesterov {
+                mu * v[i] - LR * g[i]
+            } else {
+                v[i]
+            };
+        }
+    })
+}
+
 #[test]
 fn sgd_momentum() -> TestResult {
     let mu = 0.9;
-    let mut v = vec![0.0; P0.len()];
-    let want = reference(|p, g, _| {
-        for i in 0..p.len() {
-            v[i] = mu * v[i] - LR * g[i];
-            p[i] += v[i];
-        }
-    });
+    let want = momentum_reference(mu, false);
     assert_close(
         "sgd momentum",
         &run(&Sgd::new(LR as f32).momentum(mu as f32))?,
@@ -128,13 +138,7 @@ fn sgd_momentum() -> TestResult {
 #[test]
 fn sgd_nesterov() -> TestResult {
     let mu = 0.9;
-    let mut v = vec![0.0; P0.len()];
-    let want = reference(|p, g, _| {
-        for i in 0..p.len() {
-            v[i] = mu * v[i] - LR * g[i];
-            p[i] += mu * v[i] - LR * g[i];
-        }
-    });
+    let want = momentum_reference(mu, true);
     let opt = Sgd::new(LR as f32).momentum(mu as f32).nesterov(true);
     assert_close("sgd nesterov", &run(&opt)?, &want);
     Ok(())

@@ -1,11 +1,86 @@
 //! Reference train steps built straight from IR ops, with no layer code in between: the
 //! foundation's proof that one graph holds forward, loss, backward and the optimizer update.
+//! Also the small Keras-style classifiers the model-level tests train, and temporary
+//! directories for the tests that write files.
 
 #![allow(dead_code)]
 
+use hasten_nn::prelude::{Activation, Adam, Dense, Loss, Metric, Sequential};
 use hasten_tensor::{grad, DType, Graph, HostTensor, NodeId, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+
+/// A fresh, empty directory under the system temp dir, unique per process, removed again on
+/// drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// The directory `hasten-{suite}-{process id}-{name}`, emptied if it exists.
+    pub fn new(suite: &str, name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("hasten-{suite}-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The path of `name` inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `bytes` to the file `name` inside the directory and returns its path.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.join(name);
+        std::fs::write(&path, bytes).expect("write test file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Compiles `model` as a classifier of integer labels: Adam at `lr`, sparse categorical
+/// cross-entropy, and accuracy as a metric.
+pub fn compile_classifier(mut model: Sequential, lr: f32) -> Sequential {
+    model
+        .compile(
+            Adam::new(lr),
+            Loss::sparse_categorical_crossentropy(),
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    model
+}
+
+/// A small classifier of `features` inputs: `Dense(hidden, relu)` then `Dense(classes,
+/// softmax)`, added to `model` (which carries the seed) and compiled by
+/// [`compile_classifier`].
+pub fn mlp_classifier(
+    model: Sequential,
+    features: usize,
+    hidden: usize,
+    classes: usize,
+    lr: f32,
+) -> Sequential {
+    let model = model
+        .with(
+            Dense::new(hidden)
+                .activation(Activation::Relu)
+                .input_shape([features]),
+        )
+        .with(Dense::new(classes).activation(Activation::Softmax));
+    compile_classifier(model, lr)
+}
 
 /// A train-step graph and the initial values of its state.
 pub struct TrainStep {
