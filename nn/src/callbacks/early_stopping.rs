@@ -15,35 +15,7 @@ use hasten_tensor::HostTensor;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Whether a monitored value should go down or up.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Mode {
-    /// Lower is better (losses).
-    Min,
-    /// Higher is better (accuracies).
-    Max,
-    /// Decided by the name: anything containing "acc" (accuracy) or "auc" is maximised,
-    /// everything else minimised.
-    #[default]
-    Auto,
-}
-
-impl Mode {
-    /// The concrete direction for `monitor`: [`Mode::Min`] or [`Mode::Max`], never `Auto`.
-    pub fn resolve(self, monitor: &str) -> Mode {
-        match self {
-            Mode::Auto => {
-                let name = monitor.to_ascii_lowercase();
-                if name.contains("acc") || name.contains("auc") {
-                    Mode::Max
-                } else {
-                    Mode::Min
-                }
-            }
-            other => other,
-        }
-    }
-}
+pub use super::Mode;
 
 /// Reads `monitor` from `logs`, or explains which logs there are.
 pub(crate) fn monitor_value(logs: &Logs, monitor: &str, who: &str) -> Result<f64> {

@@ -20,6 +20,36 @@ use std::collections::BTreeMap;
 /// Loss and metrics by name ("loss", "accuracy", "val_loss", …).
 pub type Logs = BTreeMap<String, f64>;
 
+/// Whether a monitored value should go down or up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Lower is better (losses).
+    Min,
+    /// Higher is better (accuracies).
+    Max,
+    /// Keras's rule: `Max` when the monitored name contains "acc" or "auc" or starts with
+    /// "fmeasure", `Min` otherwise.
+    #[default]
+    Auto,
+}
+
+impl Mode {
+    /// The concrete direction for `monitor`: [`Mode::Min`] or [`Mode::Max`], never `Auto`.
+    pub fn resolve(self, monitor: &str) -> Mode {
+        let name = monitor.to_ascii_lowercase();
+        match self {
+            Mode::Auto
+                if name.contains("acc") || name.contains("auc") || name.starts_with("fmeasure") =>
+            {
+                Mode::Max
+            }
+            Mode::Auto => Mode::Min,
+            other => other,
+        }
+    }
+}
+
 /// What a callback may do to the training it observes.
 pub struct Control<'a> {
     /// The model being trained.

@@ -14,36 +14,7 @@ pub const TRAINING_FILE: &str = "training.json";
 /// The `format_version` of [`TRAINING_FILE`].
 const TRAINING_VERSION: u32 = 1;
 
-/// Whether a smaller or a larger monitored value is better.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Smaller is better (losses).
-    Min,
-    /// Larger is better (accuracies).
-    Max,
-    /// `Max` when the monitored name contains "acc" or "auc" or starts with "fmeasure",
-    /// `Min` otherwise (Keras's rule).
-    #[default]
-    Auto,
-}
-
-impl Mode {
-    /// `Min` or `Max` for a monitored name.
-    pub fn resolve(self, monitor: &str) -> Mode {
-        match self {
-            Mode::Auto
-                if monitor.contains("acc")
-                    || monitor.contains("auc")
-                    || monitor.starts_with("fmeasure") =>
-            {
-                Mode::Max
-            }
-            Mode::Auto => Mode::Min,
-            other => other,
-        }
-    }
-}
+pub use super::Mode;
 
 /// The contents of [`TRAINING_FILE`]: where a resumed run continues, and what the saving run
 /// had seen.
