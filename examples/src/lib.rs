@@ -126,3 +126,14 @@ pub fn train_on_mnist(
     );
     Ok(())
 }
+
+/// The process exit code for a program's result, printing the error if there is one.
+pub fn exit_code(result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

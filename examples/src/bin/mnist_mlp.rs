@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use hasten::prelude::*;
-use hasten_examples::{train_on_mnist, TrainArgs};
+use hasten_examples::{exit_code, train_on_mnist, TrainArgs};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -18,11 +18,5 @@ fn main() -> ExitCode {
         model.add(Dense::new(10).activation(Activation::Softmax));
         model
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(result)
 }
