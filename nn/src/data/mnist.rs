@@ -244,15 +244,14 @@ impl Mnist {
         Self::locate_in(&Self::search_dirs())
     }
 
-    /// The directories [`Mnist::locate`] searches, in order: `$HASTEN_MNIST_DIR` (when
-    /// set and non-empty), `data/mnist` under the workspace root, then `./data/mnist`.
+    /// The directories [`Mnist::locate`] searches: only `$HASTEN_MNIST_DIR` when it is set
+    /// and non-empty (a directory the user named must not be silently replaced by another),
+    /// otherwise `data/mnist` under the workspace root, then `./data/mnist`.
     pub fn search_dirs() -> Vec<PathBuf> {
-        let mut dirs = Vec::with_capacity(3);
-        if let Some(dir) = std::env::var_os(ENV_VAR) {
-            if !dir.is_empty() {
-                dirs.push(PathBuf::from(dir));
-            }
+        if let Some(dir) = std::env::var_os(ENV_VAR).filter(|d| !d.is_empty()) {
+            return vec![PathBuf::from(dir)];
         }
+        let mut dirs = Vec::with_capacity(2);
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let workspace = manifest.parent().unwrap_or(manifest);
         dirs.push(workspace.join("data").join("mnist"));
