@@ -2,7 +2,7 @@
 //! in L1, each member op writing a chunk-sized scratch row that later members read, and only
 //! the group's outputs reach memory.
 
-use super::elementwise::{binary, compare, unary};
+use super::elementwise::{binary, unary};
 use crate::cpu::pool::WorkerPool;
 use crate::ir::{BinaryOp, CompareOp, UnaryOp};
 use crate::passes::fusion::{Access, MAX_GROUP_SIZE};
@@ -157,6 +157,20 @@ impl FusedLoop {
                     }
                 }
             }
+            // Comparisons and selects run as row loops: scalar operands become rows first.
+            let rows_only = matches!(op.kind, FusedKind::Compare(_) | FusedKind::Select);
+            if rows_only {
+                for (k, arg) in op.args.iter().take(arity).enumerate() {
+                    if let Arg::External {
+                        slot,
+                        access: Access::Scalar,
+                        is_bool: false,
+                    } = *arg
+                    {
+                        tmp[k][..n].fill(*(ptrs.inputs[slot] as *const f32));
+                    }
+                }
+            }
             let (before, rest) = scratch.split_at_mut(m);
             let out: &mut [f32] = match self.direct[m] {
                 Some(slot) => {
@@ -179,7 +193,9 @@ impl FusedLoop {
                         is_bool: false,
                     } if matches!(access, Access::Full | Access::Scalar) => {
                         let p = ptrs.inputs[slot] as *const f32;
-                        if access == Access::Scalar {
+                        if access == Access::Scalar && rows_only {
+                            Operand::Row(&tmp[k][..n])
+                        } else if access == Access::Scalar {
                             Operand::Scalar(*p)
                         } else {
                             Operand::Row(std::slice::from_raw_parts(p.add(start), n))
@@ -191,20 +207,11 @@ impl FusedLoop {
             match op.kind {
                 FusedKind::Unary(u) => unary_row(u, arg(0).row(&mut splat[..n]), out),
                 FusedKind::Binary(b) => binary_row(b, arg(0), arg(1), out),
-                FusedKind::Compare(c) => {
-                    let (x, y) = (arg(0), arg(1));
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o = if compare(c, x.at(i), y.at(i)) {
-                            1.0
-                        } else {
-                            0.0
-                        };
-                    }
-                }
+                FusedKind::Compare(c) => compare_row(c, arg(0).rows(), arg(1).rows(), out),
                 FusedKind::Select => {
-                    let (c, t, f) = (arg(0), arg(1), arg(2));
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o = if c.at(i) != 0.0 { t.at(i) } else { f.at(i) };
+                    let (c, t, f) = (arg(0).rows(), arg(1).rows(), arg(2).rows());
+                    for (((o, &c), &t), &f) in out.iter_mut().zip(c).zip(t).zip(f) {
+                        *o = if c != 0.0 { t } else { f };
                     }
                 }
             }
@@ -249,11 +256,11 @@ enum Operand<'a> {
 }
 
 impl<'a> Operand<'a> {
-    #[inline(always)]
-    fn at(self, i: usize) -> f32 {
+    /// The row of an operand that was made a row before (comparisons and selects).
+    fn rows(self) -> &'a [f32] {
         match self {
-            Operand::Row(r) => r[i],
-            Operand::Scalar(v) => v,
+            Operand::Row(r) => r,
+            Operand::Scalar(_) => &[],
         }
     }
 
@@ -287,6 +294,25 @@ fn unary_row(op: UnaryOp, x: &[f32], out: &mut [f32]) {
         UnaryOp::Square => each!(|v: f32| v * v),
         UnaryOp::Recip => each!(|v: f32| 1.0 / v),
         other => each!(|v: f32| unary(other, v)),
+    }
+}
+
+/// `out = (a op b) ? 1 : 0`, one tight loop per comparison.
+fn compare_row(op: CompareOp, a: &[f32], b: &[f32], out: &mut [f32]) {
+    macro_rules! each {
+        ($f:expr) => {
+            for ((o, &u), &v) in out.iter_mut().zip(a).zip(b) {
+                *o = if $f(u, v) { 1.0 } else { 0.0 };
+            }
+        };
+    }
+    match op {
+        CompareOp::Eq => each!(|u: f32, v: f32| u == v),
+        CompareOp::Ne => each!(|u: f32, v: f32| u != v),
+        CompareOp::Lt => each!(|u: f32, v: f32| u < v),
+        CompareOp::Le => each!(|u: f32, v: f32| u <= v),
+        CompareOp::Gt => each!(|u: f32, v: f32| u > v),
+        CompareOp::Ge => each!(|u: f32, v: f32| u >= v),
     }
 }
 
