@@ -30,18 +30,20 @@ impl PoolGeometry {
         }
     }
 
-    /// The input cells of output `(oy, ox)`'s window that lie inside the image.
+    /// The input cells of output `(oy, ox)`'s window that lie inside the image: the window
+    /// clipped to the image, as a rectangle (no per-cell bounds checks).
     fn window(&self, oy: usize, ox: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         let a = self.attrs;
-        let y0 = oy * a.stride[0];
-        let x0 = ox * a.stride[1];
-        (0..a.window[0]).flat_map(move |ky| {
-            (0..a.window[1]).filter_map(move |kx| {
-                let iy = (y0 + ky).checked_sub(a.padding.top)?;
-                let ix = (x0 + kx).checked_sub(a.padding.left)?;
-                (iy < self.h && ix < self.w).then_some((iy, ix))
-            })
-        })
+        let clip = |o: usize, stride: usize, pad: usize, size: usize, len: usize| {
+            let start = o * stride;
+            (
+                start.saturating_sub(pad).min(len),
+                (start + size).saturating_sub(pad).min(len),
+            )
+        };
+        let (y0, y1) = clip(oy, a.stride[0], a.padding.top, a.window[0], self.h);
+        let (x0, x1) = clip(ox, a.stride[1], a.padding.left, a.window[1], self.w);
+        (y0..y1).flat_map(move |iy| (x0..x1).map(move |ix| (iy, ix)))
     }
 
     fn at(&self, img: usize, iy: usize, ix: usize) -> usize {
