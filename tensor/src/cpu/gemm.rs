@@ -48,17 +48,22 @@ impl MatRef {
 }
 
 const KC: usize = 256;
+/// Up to this many rows of C, a row-major B is read in place instead of packed: with few rows
+/// the packing costs as much as the multiplication it prepares (batch-1 inference).
+const DIRECT_B_MAX_M: usize = 48;
 const NC: usize = 2048;
 /// Below this many multiply-adds a GEMM runs on the calling thread alone.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
-/// One microkernel call: `kc` depth steps over packed panels `a` and `b`, into the `mr × nr`
-/// corner of the tile at `c` (leading dimension `ldc`), adding to it when `accumulate`.
+/// One microkernel call: `kc` depth steps over the packed panel `a` and the panel `b` (packed,
+/// or read in place: consecutive depth rows `b_rs` elements apart), into the `mr × nr` corner
+/// of the tile at `c` (leading dimension `ldc`), adding to it when `accumulate`.
 #[derive(Clone, Copy)]
 struct TileCall {
     kc: usize,
     a: *const f32,
     b: *const f32,
+    b_rs: usize,
     c: *mut f32,
     ldc: usize,
     mr: usize,
@@ -159,11 +164,15 @@ pub unsafe fn sgemm(
                     ptr: b.at(pc, jc),
                     ..b
                 };
-                // Pack B's panels, in parallel when there is enough of it.
+                // Pack B's panels, in parallel when there is enough of it; with few rows of C
+                // and a row-major B, only a partial last panel is packed (full ones are read in
+                // place, where reading NR columns cannot run past the matrix).
+                let direct_b = b.cs == 1 && b.rs > 0 && m <= DIRECT_B_MAX_M;
+                let packed = |p: usize| !direct_b || (p + 1) * kern.nr > nc;
                 let pack_tasks = if threads > 1 { threads.min(panels) } else { 1 };
                 pool.run(pack_tasks, &|t| {
                     let (lo, hi) = split(panels, pack_tasks, t);
-                    for p in lo..hi {
+                    for p in (lo..hi).filter(|&p| packed(p)) {
                         pack_b(
                             kc,
                             nc,
@@ -197,7 +206,14 @@ pub unsafe fn sgemm(
                         };
                         pack_a(mcb, kc, kern.mr, a_block, pa.as_mut_ptr());
                         for p in p_lo..p_hi {
-                            let bp = packed_b.get().add(p * kc * kern.nr);
+                            let (bp, b_rs) = if packed(p) {
+                                (
+                                    (packed_b.get() as *const f32).add(p * kc * kern.nr),
+                                    kern.nr,
+                                )
+                            } else {
+                                (b_block.at(0, p * kern.nr), b.rs as usize)
+                            };
                             let nr = kern.nr.min(nc - p * kern.nr);
                             for ir in (0..mcb).step_by(kern.mr) {
                                 let mr = kern.mr.min(mcb - ir);
@@ -207,6 +223,7 @@ pub unsafe fn sgemm(
                                     kc,
                                     a: ap,
                                     b: bp,
+                                    b_rs,
                                     c: cp,
                                     ldc,
                                     mr,
@@ -310,6 +327,7 @@ unsafe fn tile<const MR: usize, const NR: usize, const FMA: bool>(t: TileCall) {
         kc,
         a: ap,
         b: bp,
+        b_rs,
         c,
         ldc,
         mr,
@@ -318,7 +336,7 @@ unsafe fn tile<const MR: usize, const NR: usize, const FMA: bool>(t: TileCall) {
     } = t;
     let mut acc = [[0f32; NR]; MR];
     for p in 0..kc {
-        let b: [f32; NR] = std::ptr::read_unaligned(bp.add(p * NR) as *const [f32; NR]);
+        let b: [f32; NR] = std::ptr::read_unaligned(bp.add(p * b_rs) as *const [f32; NR]);
         let a: [f32; MR] = std::ptr::read_unaligned(ap.add(p * MR) as *const [f32; MR]);
         for i in 0..MR {
             for j in 0..NR {
