@@ -217,12 +217,13 @@ impl Sequential {
                 })?;
                 iterator.recycle(batch);
                 step += 1;
-                let logs = sums.mean();
                 for cb in &mut callbacks {
                     cb.on_batch_end(b, loss, &mut Control::new(self, &mut stop))?;
                 }
-                if b % 16 == 0 {
-                    bar.set_message(format_logs(&logs));
+                // The running logs are built only when the progress line shows them, so a
+                // step adds no allocation of its own.
+                if b % 16 == 0 && !bar.is_hidden() {
+                    bar.set_message(format_logs(&sums.mean()));
                 }
                 bar.inc(1);
                 if stop {
