@@ -50,17 +50,7 @@ fn apply(activation: Activation, g: &mut Graph, x: NodeId) -> Result<LayerOutput
 macro_rules! activation_layer {
     ($ty:ty, $kind:literal, $act:expr) => {
         impl Layer for $ty {
-            fn kind(&self) -> &'static str {
-                $kind
-            }
-
-            fn name(&self) -> &str {
-                &self.name
-            }
-
-            fn set_name(&mut self, name: String) {
-                self.name = name;
-            }
+            layer_basics!($kind);
 
             fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
                 Ok(input.to_vec())
@@ -75,10 +65,6 @@ macro_rules! activation_layer {
             ) -> Result<LayerOutput> {
                 #[allow(clippy::redundant_closure_call)]
                 apply(($act)(self), g, x)
-            }
-
-            fn config(&self) -> serde_json::Value {
-                serde_json::to_value(self).unwrap_or_default()
             }
         }
     };
