@@ -7,6 +7,7 @@ use super::kernels::fused::{Arg, FusedKind, FusedLoop, FusedOp, FusedOutput};
 use super::kernels::pool2d::{self, PoolGeometry};
 use super::kernels::{elementwise as ew, layout, matmul, misc, random, reduce, Small, MAX_RANK};
 use super::pool::{self, WorkerPool};
+use super::profile::Profile;
 use super::CpuOptions;
 use crate::backend::Executable;
 use crate::host::{HostData, HostSlice, HostTensor};
@@ -76,6 +77,7 @@ pub struct CpuExecutable {
     state_names: Vec<String>,
     plan: memory_plan::MemoryPlan,
     pool: &'static WorkerPool,
+    profile: Option<Profile>,
 }
 
 // SAFETY: the raw pointers refer to memory the executable owns (or, during `run` only, to the
@@ -278,6 +280,7 @@ impl CpuExecutable {
             .collect();
         let state_names = state.iter().map(|s| s.name.clone()).collect();
         let arena = AlignedBuf::zeroed(plan.arena_bytes);
+        let profile = Profile::from_env(|| steps.iter().map(|s| step_label(&graph, s)).collect());
         Ok(CpuExecutable {
             steps,
             locs,
@@ -293,6 +296,7 @@ impl CpuExecutable {
             state_names,
             plan,
             pool: pool::global(),
+            profile,
             graph,
         })
     }
@@ -531,6 +535,40 @@ fn workspace_bytes(graph: &Graph, id: NodeId) -> usize {
     geometry.workspace_elements() * 4
 }
 
+/// What a step is, for the profile: the op (or the fused ops) and the shapes.
+fn step_label(graph: &Graph, step: &Step) -> String {
+    let nodes = graph.nodes();
+    match step {
+        Step::Node { id, .. } => {
+            let node = &nodes[id.0];
+            let operands: Vec<String> = node
+                .inputs
+                .iter()
+                .map(|x| nodes[x.0].shape.to_string())
+                .collect();
+            format!(
+                "{} {} <- {}",
+                node.op.name(),
+                node.shape,
+                operands.join(" ")
+            )
+        }
+        Step::Fused { lp, outputs, .. } => {
+            let ops: Vec<String> = lp.ops.iter().map(|op| op.kind.name()).collect();
+            let shape = outputs.first().map(|o| nodes[o.0].shape.to_string());
+            format!("fused({}) {}", ops.join(","), shape.unwrap_or_default())
+        }
+    }
+}
+
+impl Drop for CpuExecutable {
+    fn drop(&mut self) {
+        if let Some(profile) = self.profile.as_ref().filter(|p| p.runs() > 0) {
+            eprint!("{}", profile.report());
+        }
+    }
+}
+
 /// Compiles one fusion group into a loop description.
 fn build_fused(graph: &Graph, group: &FusionGroup, group_of: &[Option<usize>], g: usize) -> Step {
     let nodes = graph.nodes();
@@ -643,6 +681,7 @@ impl Executable for CpuExecutable {
         self.check_inputs(inputs)?;
         self.refresh_ptrs(inputs);
         for s in 0..self.steps.len() {
+            let start = self.profile.is_some().then(std::time::Instant::now);
             // SAFETY: pointers were refreshed for this step; the memory plan guarantees each
             // kernel's output is disjoint from everything it reads.
             unsafe {
@@ -668,6 +707,12 @@ impl Executable for CpuExecutable {
                     }
                 }
             }
+            if let (Some(profile), Some(start)) = (&mut self.profile, start) {
+                profile.record(s, start);
+            }
+        }
+        if let Some(profile) = &mut self.profile {
+            profile.finish_run();
         }
         // Outputs not kept in the arena are copied out before state moves on.
         for (k, copy) in self.output_copies.iter_mut().enumerate() {

@@ -6,6 +6,8 @@ mod executable;
 pub mod gemm;
 pub mod kernels;
 pub mod pool;
+mod profile;
+pub mod simd;
 
 pub use executable::CpuExecutable;
 

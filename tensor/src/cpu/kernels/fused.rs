@@ -4,6 +4,7 @@
 
 use super::elementwise::{binary, unary};
 use crate::cpu::pool::WorkerPool;
+use crate::cpu::simd;
 use crate::ir::{BinaryOp, CompareOp, UnaryOp};
 use crate::passes::fusion::{Access, MAX_GROUP_SIZE};
 
@@ -23,6 +24,19 @@ pub enum FusedKind {
     Compare(CompareOp),
     /// Select on a nonzero condition.
     Select,
+}
+
+impl FusedKind {
+    /// A short lower-case name (`relu`, `mul`, `select`), for profiles.
+    pub fn name(&self) -> String {
+        let debug = match self {
+            FusedKind::Unary(u) => format!("{u:?}"),
+            FusedKind::Binary(b) => format!("{b:?}"),
+            FusedKind::Compare(c) => format!("{c:?}"),
+            FusedKind::Select => "select".to_string(),
+        };
+        debug.to_lowercase()
+    }
 }
 
 /// Where a member reads an operand from.
@@ -117,11 +131,13 @@ impl FusedLoop {
             let (lo, hi) = (chunks * t / tasks, chunks * (t + 1) / tasks);
             SCRATCH.with(|cell| {
                 let mut scratch = cell.borrow_mut();
-                for c in lo..hi {
-                    let start = c * CHUNK;
-                    let n = CHUNK.min(self.len - start);
-                    self.chunk(start, n, &mut scratch, ptrs);
-                }
+                simd::dispatch(|| {
+                    for c in lo..hi {
+                        let start = c * CHUNK;
+                        let n = CHUNK.min(self.len - start);
+                        self.chunk(start, n, &mut scratch, ptrs);
+                    }
+                });
             });
         };
         if tasks == 1 {
@@ -131,6 +147,7 @@ impl FusedLoop {
         }
     }
 
+    #[inline(always)]
     unsafe fn chunk(&self, start: usize, n: usize, scratch: &mut Scratch, ptrs: Ptrs<'_>) {
         let Scratch {
             rows: scratch,
@@ -277,6 +294,7 @@ impl<'a> Operand<'a> {
 }
 
 /// `out = op(x)`, one tight loop per function so the compiler vectorises each.
+#[inline(always)]
 fn unary_row(op: UnaryOp, x: &[f32], out: &mut [f32]) {
     macro_rules! each {
         ($f:expr) => {
@@ -298,6 +316,7 @@ fn unary_row(op: UnaryOp, x: &[f32], out: &mut [f32]) {
 }
 
 /// `out = (a op b) ? 1 : 0`, one tight loop per comparison.
+#[inline(always)]
 fn compare_row(op: CompareOp, a: &[f32], b: &[f32], out: &mut [f32]) {
     macro_rules! each {
         ($f:expr) => {
@@ -317,6 +336,7 @@ fn compare_row(op: CompareOp, a: &[f32], b: &[f32], out: &mut [f32]) {
 }
 
 /// `out = op(a, b)` with either side possibly a scalar, one tight loop per case.
+#[inline(always)]
 fn binary_row(op: BinaryOp, a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
     macro_rules! each {
         ($f:expr) => {
@@ -352,7 +372,7 @@ fn binary_row(op: BinaryOp, a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
 }
 
 /// Loads elements `start..start+dst.len()` of the group's index space from an operand.
-#[inline]
+#[inline(always)]
 unsafe fn load(ptr: *const u8, access: Access, is_bool: bool, start: usize, dst: &mut [f32]) {
     let get = |i: usize| -> f32 {
         if is_bool {
