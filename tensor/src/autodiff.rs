@@ -261,10 +261,11 @@ fn unary_rule(graph: &mut Graph, op: UnaryOp, x: NodeId, y: NodeId, g: NodeId) -
             graph.mul(g, d)
         }
         UnaryOp::Relu => {
+            // From the output (y > 0 exactly where x > 0), so that the pre-activation need not
+            // be kept for the backward pass; the scalar zero is broadcast by the select itself.
             let zero = graph.scalar(0.0);
-            let positive = graph.compare(CompareOp::Gt, x, zero)?;
-            let zeros = graph.broadcast(zero, graph.shape(g)?.clone())?;
-            graph.select(positive, g, zeros)
+            let positive = graph.compare(CompareOp::Gt, y, zero)?;
+            graph.select(positive, g, zero)
         }
         UnaryOp::Sigmoid => {
             let one = graph.scalar(1.0);

@@ -3,7 +3,7 @@
 //! steps, which catches a fused loop reading a stale value or the memory plan letting two live
 //! values share bytes.
 
-use hasten_tensor::ir::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use hasten_tensor::ir::{BinaryOp, CompareOp, PaddingMode, ReduceOp, UnaryOp};
 use hasten_tensor::{Backend, CpuBackend, CpuOptions, DType, Graph, HostSlice, HostTensor, NodeId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -215,4 +215,87 @@ fn the_memory_plan_reuses_bytes() {
         planned * 4 <= unplanned,
         "planned {planned} bytes vs {unplanned} without reuse"
     );
+}
+
+/// One SGD step of conv → bias → relu → max-pool → dense over `batch` images, with the loss
+/// and every updated parameter as results.
+fn conv_train_step(batch: usize, padding: PaddingMode) -> Case {
+    let mut rng = StdRng::seed_from_u64(batch as u64);
+    let mut g = Graph::new();
+    let x = g.input("x", [batch, 9, 10, 2], DType::F32).unwrap();
+    let shapes: [(&str, &[usize]); 4] = [
+        ("kernel", &[3, 3, 2, 5]),
+        ("bias", &[5]),
+        ("dense", &[0, 3]),
+        ("avg", &[1]),
+    ];
+    let kernel = g
+        .parameter("kernel", shapes[0].1.to_vec(), DType::F32)
+        .unwrap();
+    let bias = g
+        .parameter("bias", shapes[1].1.to_vec(), DType::F32)
+        .unwrap();
+    let z = g.conv2d(x, kernel, [1, 1], padding, [1, 1]).unwrap();
+    let z = g.add(z, bias).unwrap();
+    let a = g.relu(z).unwrap();
+    let p = g.max_pool2d(a, [2, 2], [2, 2], PaddingMode::Valid).unwrap();
+    let q = g.avg_pool2d(a, [3, 3], [2, 2], PaddingMode::Same).unwrap();
+    let q = g.unary(UnaryOp::Tanh, q).unwrap();
+    let features = g.shape(p).unwrap().numel() / batch;
+    let flat = g.reshape(p, [batch, features]).unwrap();
+    let dense = g.parameter("dense", [features, 3], DType::F32).unwrap();
+    let y = g.matmul(flat, dense).unwrap();
+    let y2 = g.unary(UnaryOp::Square, y).unwrap();
+    let q2 = g.unary(UnaryOp::Square, q).unwrap();
+    let loss = g.mean_all(y2).unwrap();
+    let extra = g.mean_all(q2).unwrap();
+    let loss = g.add(loss, extra).unwrap();
+    g.output("loss", loss).unwrap();
+    let params = [kernel, bias, dense];
+    let grads = hasten_tensor::grad(&mut g, loss, &params).unwrap();
+    for (&p, &d) in params.iter().zip(&grads) {
+        let step = g.scale(d, 0.1).unwrap();
+        let next = g.sub(p, step).unwrap();
+        g.update(p, next).unwrap();
+    }
+    let mut state = Vec::new();
+    for (name, dims) in &shapes[..3] {
+        let dims: Vec<usize> = match *name {
+            "dense" => vec![features, 3],
+            _ => dims.to_vec(),
+        };
+        state.push((name.to_string(), random_tensor(&mut rng, &dims, 0.5)));
+    }
+    Case {
+        inputs: vec![random_tensor(&mut rng, &[batch, 9, 10, 2], 1.0)],
+        graph: g,
+        state,
+    }
+}
+
+#[test]
+fn batch_tiled_convolution_steps_agree_with_the_reference() {
+    for batch in [1, 4, 7] {
+        for padding in [PaddingMode::Valid, PaddingMode::Same] {
+            let case = conv_train_step(batch, padding);
+            let tiled = CpuBackend::new().compile_cpu(&case.graph).unwrap();
+            assert_eq!(
+                tiled.tiled_runs() > 0,
+                batch >= 4,
+                "batch {batch}: tiled runs {}",
+                tiled.tiled_runs()
+            );
+            let fast = run(&case, CpuOptions::fast(), 3);
+            let reference = run(&case, CpuOptions::reference(), 3);
+            for (k, (a, b)) in fast.iter().zip(&reference).enumerate() {
+                let (a, b) = (a.as_f32().unwrap(), b.as_f32().unwrap());
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                        "batch {batch}, {padding:?}, result {k}, element {i}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
 }

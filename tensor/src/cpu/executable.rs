@@ -8,6 +8,7 @@ use super::kernels::pool2d::{self, PoolGeometry};
 use super::kernels::{elementwise as ew, layout, matmul, misc, random, reduce, Small, MAX_RANK};
 use super::pool::{self, WorkerPool};
 use super::profile::Profile;
+use super::tiling::{self, Segment, Separable};
 use super::CpuOptions;
 use crate::backend::Executable;
 use crate::host::{HostData, HostSlice, HostTensor};
@@ -49,6 +50,18 @@ enum Step {
     },
 }
 
+/// What a step of the run loop executes.
+enum Unit {
+    /// One step over the whole batch.
+    Step(usize),
+    /// A tiled run of steps, with its per-thread workspace (arena offset and bytes per thread).
+    Tiled {
+        segment: Segment,
+        workspace: usize,
+        workspace_per_thread: usize,
+    },
+}
+
 struct StateSlot {
     name: String,
     node: NodeId,
@@ -64,9 +77,13 @@ struct StateSlot {
 pub struct CpuExecutable {
     graph: Graph,
     steps: Vec<Step>,
+    /// The steps in execution order: single steps and batch-tiled runs of them.
+    units: Vec<Unit>,
     locs: Vec<Loc>,
     ptrs: Vec<*mut u8>,
     arena: AlignedBuf,
+    /// The arena's first byte (its heap block never moves).
+    arena_ptr: *mut u8,
     consts: Vec<AlignedBuf>,
     state: Vec<StateSlot>,
     input_nodes: Vec<NodeId>,
@@ -224,10 +241,39 @@ impl CpuExecutable {
             }
         }
 
-        // Memory plan over the arena values.
+        // Batch-tiled runs of steps.
+        let threads = pool::global().threads();
+        let segments = if options.tile_batch {
+            let kernels: Vec<Option<Separable>> =
+                steps.iter().map(|s| separable(&graph, &locs, s)).collect();
+            tiling::segments(&kernels, threads)
+        } else {
+            Vec::new()
+        };
+        let mut units = Vec::new();
+        let mut next = 0;
+        for segment in segments {
+            units.extend((next..segment.steps.start).map(Unit::Step));
+            next = segment.steps.end;
+            let per_thread = segment
+                .steps
+                .clone()
+                .map(|s| tile_workspace_bytes(&graph, &steps[s], segment.tile))
+                .max()
+                .unwrap_or(0);
+            units.push(Unit::Tiled {
+                segment,
+                workspace: 0,
+                workspace_per_thread: memory_plan::ALIGN * per_thread.div_ceil(memory_plan::ALIGN),
+            });
+        }
+        units.extend((next..steps.len()).map(Unit::Step));
+
+        // Memory plan over the arena values; a tiled run is planned as one step, since its
+        // kernels interleave.
         let root = |locs: &[Loc], id: NodeId| root_of(locs, id);
         let in_arena = |locs: &[Loc], id: NodeId| matches!(locs[id.0], Loc::Arena(_));
-        let buffers: Vec<StepBuffers> = steps
+        let step_buffers: Vec<StepBuffers> = steps
             .iter()
             .map(|step| {
                 let (defines, reads): (Vec<NodeId>, Vec<NodeId>) = match step {
@@ -254,6 +300,27 @@ impl CpuExecutable {
                 }
             })
             .collect();
+        let buffers: Vec<StepBuffers> = units
+            .iter()
+            .map(|unit| match unit {
+                Unit::Step(s) => step_buffers[*s].clone(),
+                Unit::Tiled {
+                    segment,
+                    workspace_per_thread,
+                    ..
+                } => {
+                    let mut merged = StepBuffers {
+                        workspace: workspace_per_thread * threads,
+                        ..StepBuffers::default()
+                    };
+                    for b in &step_buffers[segment.steps.clone()] {
+                        merged.defines.extend(&b.defines);
+                        merged.uses.extend(&b.uses);
+                    }
+                    merged
+                }
+            })
+            .collect();
         let keep: Vec<NodeId> = outputs
             .iter()
             .map(|(_, o)| root(&locs, *o))
@@ -265,9 +332,14 @@ impl CpuExecutable {
                 *off = o;
             }
         }
-        for (step, offset) in steps.iter_mut().zip(&plan.workspace_offsets) {
-            if let Step::Node { workspace, .. } = step {
-                *workspace = *offset;
+        for (unit, &offset) in units.iter_mut().zip(&plan.workspace_offsets) {
+            match unit {
+                Unit::Step(s) => {
+                    if let Step::Node { workspace, .. } = &mut steps[*s] {
+                        *workspace = offset;
+                    }
+                }
+                Unit::Tiled { workspace, .. } => *workspace = offset,
             }
         }
 
@@ -279,13 +351,29 @@ impl CpuExecutable {
             })
             .collect();
         let state_names = state.iter().map(|s| s.name.clone()).collect();
-        let arena = AlignedBuf::zeroed(plan.arena_bytes);
-        let profile = Profile::from_env(|| steps.iter().map(|s| step_label(&graph, s)).collect());
+        let mut arena = AlignedBuf::zeroed(plan.arena_bytes);
+        let arena_ptr = arena.ptr();
+        let profile = Profile::from_env(|| {
+            let label = |s: usize| step_label(&graph, &steps[s]);
+            units
+                .iter()
+                .map(|unit| match unit {
+                    Unit::Step(s) => (label(*s), Vec::new()),
+                    Unit::Tiled { segment, .. } => {
+                        let n = segment.steps.len();
+                        let head = format!("{n} kernels tiled by {} samples", segment.tile);
+                        (head, segment.steps.clone().map(label).collect())
+                    }
+                })
+                .collect()
+        });
         Ok(CpuExecutable {
             steps,
+            units,
             locs,
             ptrs: vec![std::ptr::null_mut(); n],
             arena,
+            arena_ptr,
             consts,
             state,
             input_nodes,
@@ -305,6 +393,14 @@ impl CpuExecutable {
     /// reuse.
     pub fn arena_bytes(&self) -> (usize, usize) {
         (self.plan.arena_bytes, self.plan.unplanned_bytes)
+    }
+
+    /// Number of batch-tiled runs of kernels (see the `tiling` module).
+    pub fn tiled_runs(&self) -> usize {
+        self.units
+            .iter()
+            .filter(|u| matches!(u, Unit::Tiled { .. }))
+            .count()
     }
 
     /// Number of kernel launches (single ops and fused loops) per step.
@@ -509,6 +605,275 @@ impl CpuExecutable {
     }
 }
 
+impl CpuExecutable {
+    /// Points a fused step's operand lists at this run's memory.
+    fn prepare_step(&mut self, s: usize) {
+        if let Step::Fused {
+            inputs,
+            outputs,
+            in_ptrs,
+            out_ptrs,
+            ..
+        } = &mut self.steps[s]
+        {
+            for (p, x) in in_ptrs.iter_mut().zip(inputs.iter()) {
+                *p = self.ptrs[x.0];
+            }
+            for (p, x) in out_ptrs.iter_mut().zip(outputs.iter()) {
+                *p = self.ptrs[x.0];
+            }
+        }
+    }
+
+    /// Runs step `s` over the whole batch.
+    ///
+    /// # Safety
+    /// Pointers must be fresh for this run and the step prepared.
+    unsafe fn run_step(&self, s: usize) {
+        match &self.steps[s] {
+            Step::Node { id, workspace } => self.run_node(*id, self.arena_ptr.add(*workspace)),
+            Step::Fused {
+                lp,
+                in_ptrs,
+                out_ptrs,
+                ..
+            } => lp.run(in_ptrs, out_ptrs, self.pool),
+        }
+    }
+
+    /// Runs a tiled segment: each thread takes a contiguous share of the tiles and runs every
+    /// step of the segment on one tile before the next.
+    ///
+    /// # Safety
+    /// As for [`CpuExecutable::run_step`], for every step of the segment.
+    unsafe fn run_tiled(
+        &self,
+        unit: usize,
+        segment: &Segment,
+        workspace: usize,
+        per_thread: usize,
+    ) {
+        struct Shared<'a>(&'a CpuExecutable);
+        // SAFETY: threads read the executable and write disjoint sample ranges of its arena
+        // values and their own workspaces.
+        unsafe impl Sync for Shared<'_> {}
+        let this = Shared(self);
+        let (batch, tile) = (segment.batch, segment.tile);
+        let tiles = batch.div_ceil(tile);
+        let tasks = self.pool.threads().min(tiles);
+        self.pool.run(tasks, &|t| {
+            let this: &Shared<'_> = &this;
+            let ws = this.0.arena_ptr.add(workspace + t * per_thread);
+            for k in tiles * t / tasks..tiles * (t + 1) / tasks {
+                let first = k * tile;
+                let count = tile.min(batch - first);
+                for (part, s) in segment.steps.clone().enumerate() {
+                    let start = this.0.profile.as_ref().map(|_| std::time::Instant::now());
+                    this.0.run_step_tile(s, batch, first, count, ws);
+                    if let (Some(profile), Some(start)) = (&this.0.profile, start) {
+                        profile.record_part(unit, part, start);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Runs step `s` on samples `first..first + count` of a batch of `batch`. Kernels called
+    /// here run on the calling thread (the pool is busy with the tiles).
+    ///
+    /// # Safety
+    /// As for [`CpuExecutable::run_step`]; `workspace` is this thread's.
+    unsafe fn run_step_tile(
+        &self,
+        s: usize,
+        batch: usize,
+        first: usize,
+        count: usize,
+        workspace: *mut u8,
+    ) {
+        match &self.steps[s] {
+            Step::Node { id, .. } => self.run_node_tile(*id, first, count, workspace),
+            Step::Fused {
+                lp,
+                in_ptrs,
+                out_ptrs,
+                ..
+            } => {
+                let per_sample = lp.len / batch;
+                let (lo, hi) = (first * per_sample, (first + count) * per_sample);
+                lp.run_range(lo, hi, in_ptrs, out_ptrs);
+            }
+        }
+    }
+
+    /// Runs a per-sample kernel (see [`batched_operands`]) on samples `first..first + count`.
+    ///
+    /// # Safety
+    /// As for [`CpuExecutable::run_step_tile`].
+    unsafe fn run_node_tile(&self, id: NodeId, first: usize, count: usize, workspace: *mut u8) {
+        let nodes = self.graph.nodes();
+        let node = &nodes[id.0];
+        let pool = self.pool;
+        let tile_dims = |shape: &crate::Shape| {
+            let mut d = Small::from_slice(shape.dims());
+            d[0] = count;
+            d
+        };
+        // A batched buffer's tile, or a whole shared one.
+        let part = |x: NodeId, batched: bool| -> &[f32] {
+            let shape = &nodes[x.0].shape;
+            if batched {
+                let per = shape.numel() / shape.dims()[0];
+                f32s(self.ptrs[x.0].add(4 * first * per), count * per)
+            } else {
+                f32s(self.ptrs[x.0], shape.numel())
+            }
+        };
+        let per_out = node.shape.numel() / node.shape.dims()[0];
+        let y = f32s_mut(self.ptrs[id.0].add(4 * first * per_out), count * per_out);
+        let out_dims = tile_dims(&node.shape);
+        let dims = |k: usize| tile_dims(&nodes[node.inputs[k].0].shape);
+        let batched = batched_operands(&node.op).unwrap_or(&[]);
+        let x = |k: usize| part(node.inputs[k], batched.get(k).copied().unwrap_or(false));
+        let ws = |elems: usize| f32s_mut(workspace, elems);
+        match &node.op {
+            Op::Conv2d(attrs) => {
+                let w = nodes[node.inputs[1].0].shape.dims();
+                let g = ConvGeometry::new(&dims(0), w, &out_dims, *attrs);
+                conv::conv2d(&g, x(0), x(1), y, ws(g.workspace_elements()), pool);
+            }
+            Op::Conv2dGradInput { attrs, .. } => {
+                let w = nodes[node.inputs[1].0].shape.dims();
+                let g = ConvGeometry::new(&out_dims, w, &dims(0), *attrs);
+                conv::conv2d_grad_input(&g, x(0), x(1), y, ws(g.workspace_elements()), pool);
+            }
+            Op::MaxPool2d(attrs) => {
+                let g = PoolGeometry::new(&dims(0), &out_dims, *attrs);
+                pool2d::max_pool(&g, x(0), y, pool);
+            }
+            Op::MaxPool2dGrad(attrs) => {
+                let g = PoolGeometry::new(&dims(0), &dims(1), *attrs);
+                pool2d::max_pool_grad(&g, x(0), x(1), y, pool);
+            }
+            Op::AvgPool2d(attrs) => {
+                let g = PoolGeometry::new(&dims(0), &out_dims, *attrs);
+                pool2d::avg_pool(&g, x(0), y, pool);
+            }
+            Op::AvgPool2dGrad { attrs, .. } => {
+                let g = PoolGeometry::new(&out_dims, &dims(0), *attrs);
+                pool2d::avg_pool_grad(&g, x(0), y, pool);
+            }
+            other => unreachable!("{} is not tiled", other.name()),
+        }
+    }
+}
+
+/// For ops that compute each sample from that sample alone: which operands carry the batch
+/// as their leading dim (the others, weights, are read whole).
+fn batched_operands(op: &Op) -> Option<&'static [bool]> {
+    match op {
+        Op::Conv2d(_) | Op::Conv2dGradInput { .. } => Some(&[true, false]),
+        Op::MaxPool2d(_) | Op::AvgPool2d(_) | Op::AvgPool2dGrad { .. } => Some(&[true]),
+        Op::MaxPool2dGrad(_) => Some(&[true, true]),
+        _ => None,
+    }
+}
+
+/// Whether (and how) a step can join a batch-tiled run.
+fn separable(graph: &Graph, locs: &[Loc], step: &Step) -> Option<Separable> {
+    let nodes = graph.nodes();
+    let batch_of = |id: NodeId| nodes[id.0].shape.dims().first().copied();
+    let bytes = |id: NodeId| bytes_of(&nodes[id.0]);
+    let mut info = Separable {
+        batch: 0,
+        defines: Vec::new(),
+        local: Vec::new(),
+        shared: Vec::new(),
+        bytes_per_sample: 0,
+    };
+    let add_local = |info: &mut Separable, id: NodeId, defines: bool| -> Option<()> {
+        let per = bytes(id) / info.batch;
+        (batch_of(id)? == info.batch && per * info.batch == bytes(id)).then_some(())?;
+        info.bytes_per_sample += per;
+        let root = root_of(locs, id);
+        if defines {
+            info.defines.push(root);
+        } else {
+            info.local.push(root);
+        }
+        Some(())
+    };
+    match step {
+        Step::Node { id, .. } => {
+            let node = &nodes[id.0];
+            let batched = batched_operands(&node.op)?;
+            info.batch = batch_of(*id).filter(|&b| b > 0)?;
+            add_local(&mut info, *id, true)?;
+            for (x, &is_batched) in node.inputs.iter().zip(batched) {
+                if is_batched {
+                    add_local(&mut info, *x, false)?;
+                } else {
+                    info.shared.push(root_of(locs, *x));
+                }
+            }
+        }
+        Step::Fused {
+            lp,
+            inputs,
+            outputs,
+            ..
+        } => {
+            let shape = &nodes[outputs.first()?.0].shape;
+            info.batch = shape.dims().first().copied().filter(|&b| b > 0)?;
+            if shape.rank() < 2 || lp.len % info.batch != 0 {
+                return None;
+            }
+            for o in outputs {
+                add_local(&mut info, *o, true)?;
+            }
+            for x in inputs {
+                if nodes[x.0].shape == *shape {
+                    add_local(&mut info, *x, false)?;
+                } else {
+                    info.shared.push(root_of(locs, *x));
+                }
+            }
+        }
+    }
+    Some(info)
+}
+
+/// Workspace bytes a step needs per thread when it runs on tiles of `tile` samples.
+fn tile_workspace_bytes(graph: &Graph, step: &Step, tile: usize) -> usize {
+    let Step::Node { id, .. } = step else {
+        return 0;
+    };
+    let nodes = graph.nodes();
+    let node = &nodes[id.0];
+    let tiled = |shape: &crate::Shape| {
+        let mut d = Small::from_slice(shape.dims());
+        d[0] = tile;
+        d
+    };
+    let operand = |k: usize| &nodes[node.inputs[k].0].shape;
+    let geometry = match &node.op {
+        Op::Conv2d(a) => ConvGeometry::new(
+            &tiled(operand(0)),
+            operand(1).dims(),
+            &tiled(&node.shape),
+            *a,
+        ),
+        Op::Conv2dGradInput { attrs, .. } => ConvGeometry::new(
+            &tiled(&node.shape),
+            operand(1).dims(),
+            &tiled(operand(0)),
+            *attrs,
+        ),
+        _ => return 0,
+    };
+    geometry.workspace_elements() * 4
+}
+
 /// The node whose memory `id` uses (following views).
 fn root_of(locs: &[Loc], mut id: NodeId) -> NodeId {
     while let Loc::View(src) = locs[id.0] {
@@ -680,35 +1045,28 @@ impl Executable for CpuExecutable {
     fn run(&mut self, inputs: &[HostSlice<'_>]) -> Result<()> {
         self.check_inputs(inputs)?;
         self.refresh_ptrs(inputs);
-        for s in 0..self.steps.len() {
+        for u in 0..self.units.len() {
             let start = self.profile.is_some().then(std::time::Instant::now);
+            let steps = match &self.units[u] {
+                Unit::Step(s) => *s..*s + 1,
+                Unit::Tiled { segment, .. } => segment.steps.clone(),
+            };
+            steps.clone().for_each(|s| self.prepare_step(s));
             // SAFETY: pointers were refreshed for this step; the memory plan guarantees each
-            // kernel's output is disjoint from everything it reads.
+            // kernel's output is disjoint from everything it reads (a tiled run's values all
+            // live through the whole run).
             unsafe {
-                match &mut self.steps[s] {
-                    Step::Node { id, workspace } => {
-                        let (id, workspace) = (*id, self.arena.ptr().add(*workspace));
-                        self.run_node(id, workspace);
-                    }
-                    Step::Fused {
-                        lp,
-                        inputs,
-                        outputs,
-                        in_ptrs,
-                        out_ptrs,
-                    } => {
-                        for (p, x) in in_ptrs.iter_mut().zip(inputs.iter()) {
-                            *p = self.ptrs[x.0];
-                        }
-                        for (p, x) in out_ptrs.iter_mut().zip(outputs.iter()) {
-                            *p = self.ptrs[x.0];
-                        }
-                        lp.run(in_ptrs, out_ptrs, self.pool);
-                    }
+                match &self.units[u] {
+                    Unit::Step(s) => self.run_step(*s),
+                    Unit::Tiled {
+                        segment,
+                        workspace,
+                        workspace_per_thread,
+                    } => self.run_tiled(u, segment, *workspace, *workspace_per_thread),
                 }
             }
             if let (Some(profile), Some(start)) = (&mut self.profile, start) {
-                profile.record(s, start);
+                profile.record(u, start);
             }
         }
         if let Some(profile) = &mut self.profile {

@@ -8,6 +8,7 @@ pub mod kernels;
 pub mod pool;
 mod profile;
 pub mod simd;
+mod tiling;
 
 pub use executable::CpuExecutable;
 
@@ -25,6 +26,8 @@ pub struct CpuOptions {
     pub fuse: bool,
     /// Reuse of arena bytes between values with disjoint lifetimes.
     pub plan_memory: bool,
+    /// Batch tiling of runs of per-sample kernels (see `tiling`).
+    pub tile_batch: bool,
 }
 
 impl CpuOptions {
@@ -34,6 +37,7 @@ impl CpuOptions {
             simplify: true,
             fuse: true,
             plan_memory: true,
+            tile_batch: true,
         }
     }
 
@@ -43,6 +47,7 @@ impl CpuOptions {
             simplify: false,
             fuse: false,
             plan_memory: false,
+            tile_batch: false,
         }
     }
 }

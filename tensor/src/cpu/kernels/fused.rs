@@ -128,23 +128,42 @@ impl FusedLoop {
             1
         };
         let body = |t: usize| {
+            let ptrs: Ptrs<'_> = ptrs; // the whole (Sync) struct, not its fields
             let (lo, hi) = (chunks * t / tasks, chunks * (t + 1) / tasks);
-            SCRATCH.with(|cell| {
-                let mut scratch = cell.borrow_mut();
-                simd::dispatch(|| {
-                    for c in lo..hi {
-                        let start = c * CHUNK;
-                        let n = CHUNK.min(self.len - start);
-                        self.chunk(start, n, &mut scratch, ptrs);
-                    }
-                });
-            });
+            let (lo, hi) = (lo * CHUNK, (hi * CHUNK).min(self.len));
+            self.run_range(lo, hi, ptrs.inputs, ptrs.outputs);
         };
         if tasks == 1 {
             body(0);
         } else {
             pool.run(tasks, &body);
         }
+    }
+
+    /// Runs elements `lo..hi` on the calling thread (pointers as for [`FusedLoop::run`]).
+    /// Elements are independent, so ranges may run in any order, on any threads.
+    ///
+    /// # Safety
+    /// As for [`FusedLoop::run`]; concurrent calls must cover disjoint ranges.
+    pub unsafe fn run_range(
+        &self,
+        lo: usize,
+        hi: usize,
+        inputs: &[*const u8],
+        outputs: &[*mut u8],
+    ) {
+        let ptrs = Ptrs { inputs, outputs };
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            simd::dispatch(|| {
+                let mut start = lo;
+                while start < hi {
+                    let n = CHUNK.min(hi - start);
+                    self.chunk(start, n, &mut scratch, ptrs);
+                    start += n;
+                }
+            });
+        });
     }
 
     #[inline(always)]
