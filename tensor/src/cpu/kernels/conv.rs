@@ -3,8 +3,8 @@
 //! stride-1, unpadded convolution skips im2col entirely.
 //!
 //! With a small patch (`KH·KW·C`), a GEMM of depth `KH·KW·C` spends its time packing rather
-//! than multiplying, so the forward pass then works directly on the input instead (see
-//! `direct`); the gradients keep im2col + GEMM.
+//! than multiplying, so the forward pass and the filter gradient then work directly on the
+//! input instead (see `direct`); the input gradient keeps im2col + GEMM.
 
 use crate::cpu::gemm::{sgemm, MatRef};
 use crate::cpu::pool::WorkerPool;
@@ -80,7 +80,7 @@ impl ConvGeometry {
         (MAX_COLS_ELEMENTS / per_image.max(1)).clamp(1, self.n.max(1))
     }
 
-    /// Whether the forward pass skips im2col (the patch is small).
+    /// Whether the forward pass and the filter gradient skip im2col (the patch is small).
     fn is_direct(&self) -> bool {
         !self.is_pointwise()
             && (1..=DIRECT_MAX_PATCH).contains(&self.patch())
@@ -88,7 +88,7 @@ impl ConvGeometry {
     }
 
     /// Workspace elements (`f32`) the kernels need: the patch matrix of one slice of the batch
-    /// (im2col), or the direct path's buffer if larger.
+    /// (im2col), or the direct path's buffers if larger.
     pub fn workspace_elements(&self) -> usize {
         if self.is_pointwise() {
             return 0;
@@ -251,6 +251,22 @@ pub fn conv2d_grad_filter(
     ws: &mut [f32],
     pool: &WorkerPool,
 ) {
+    if g.is_direct() {
+        direct::conv2d_grad_filter(g, x, dy, dw, ws, pool);
+    } else {
+        conv2d_grad_filter_im2col(g, x, dy, dw, ws, pool);
+    }
+}
+
+/// [`conv2d_grad_filter`] as im2col + GEMM (or a plain GEMM when pointwise).
+fn conv2d_grad_filter_im2col(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    ws: &mut [f32],
+    pool: &WorkerPool,
+) {
     let patch = g.patch();
     let per_image = g.oh * g.ow;
     if g.is_pointwise() {
@@ -375,19 +391,26 @@ pub fn conv2d_grad_input(
 /// filter taps, at input positions a fixed step apart. The pixels whose every tap lies inside
 /// the image form one run per row and share one tap list (offsets from the pixel's first tap);
 /// each pixel near a padded border is a run of its own, listing only its taps inside the image
-/// (at absolute offsets), so padding costs nothing. The kernel keeps small tiles of sums in
-/// registers: a few pixels × one or two blocks of [`LANES`] output channels.
+/// (at absolute offsets), so padding costs nothing. The kernels keep small tiles of sums in
+/// registers: the forward pass a few pixels × [`LANES`] output channels, the filter gradient a
+/// few taps × [`LANES`] output channels.
 mod direct {
     use super::{ConvGeometry, Shared, DIRECT_MAX_PATCH};
     use crate::cpu::pool::WorkerPool;
     use crate::cpu::simd;
     use std::ops::Range;
 
-    /// Output channels in one block of a tile (one AVX-512 vector); the filter has its rows
-    /// padded to a multiple of it. Tiles take two blocks where there is room.
+    /// Output channels in one block of a tile (one AVX-512 vector); the filter (forward) and
+    /// the partial sums (gradient) have their rows padded to a multiple of it. Forward tiles
+    /// take two blocks where there is room.
     const LANES: usize = 16;
     /// Output pixels a forward tile computes together.
     const PIXELS: usize = 4;
+    /// Filter taps a gradient tile accumulates together.
+    const TAPS: usize = 8;
+    /// Partial sums of the filter gradient, one per task. A fixed count rather than one per
+    /// thread, so that the order of the sum, and its rounding, does not depend on the pool.
+    const GRAD_PARTS: usize = 16;
     /// Forward tasks per pool thread, for balance when cores are shared.
     const TASKS_PER_THREAD: usize = 4;
 
@@ -401,9 +424,14 @@ mod direct {
         g.n * g.oh
     }
 
-    /// Workspace elements: the padded filter.
+    /// Partial sums of the filter gradient.
+    fn grad_parts(g: &ConvGeometry) -> usize {
+        GRAD_PARTS.min(rows(g)).max(1)
+    }
+
+    /// Workspace elements: the padded filter (forward) or the partial sums (gradient).
     pub(super) fn workspace_elements(g: &ConvGeometry) -> usize {
-        g.patch() * padded_out(g)
+        grad_parts(g) * g.patch() * padded_out(g)
     }
 
     /// The `part`-th of `parts` near-equal ranges of `0..n`.
@@ -552,6 +580,17 @@ mod direct {
         }
     }
 
+    /// `src[..n]` (with `n` clipped to [`LANES`]) as a block, zero beyond `n`.
+    #[inline(always)]
+    fn load(src: &[f32], n: usize) -> [f32; LANES] {
+        if n >= LANES {
+            return src[..LANES].try_into().unwrap();
+        }
+        let mut v = [0.0; LANES];
+        v[..n].copy_from_slice(&src[..n]);
+        v
+    }
+
     /// Stores the first `n` (clipped to `L`) values of `v` at `dst`.
     ///
     /// Lane by lane: a copy of the block, and worse one of variable length, would keep the
@@ -676,6 +715,105 @@ mod direct {
         }
         L
     }
+
+    /// `dw = Σ patchesᵀ · dy` for small patches: each task sums its output rows into its own
+    /// `[patch, O]` partial, and the partials are added in a fixed order.
+    pub(super) fn conv2d_grad_filter(
+        g: &ConvGeometry,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        ws: &mut [f32],
+        pool: &WorkerPool,
+    ) {
+        let o_pad = padded_out(g);
+        let (rows, parts, size) = (rows(g), grad_parts(g), g.patch() * o_pad);
+        let partials = Shared(ws.as_mut_ptr());
+        pool.run(parts, &|t| {
+            // SAFETY: partial `t` is written by this task only.
+            let part = unsafe { std::slice::from_raw_parts_mut(partials.at(t * size), size) };
+            let mut grad = GradFilter { g, x, dy, part };
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    grad.part.fill(0.0);
+                    for_each_run(g, split(rows, parts, t), &mut grad);
+                },
+            );
+        });
+        let ws = &ws[..parts * size];
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                for (row, dst) in dw.chunks_exact_mut(g.o).enumerate() {
+                    dst.copy_from_slice(&ws[row * o_pad..][..g.o]);
+                    for part in ws.chunks_exact(size).skip(1) {
+                        let src = &part[row * o_pad..][..g.o];
+                        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                    }
+                }
+            },
+        );
+    }
+
+    /// The filter gradient over runs, summed into one partial.
+    struct GradFilter<'a> {
+        g: &'a ConvGeometry,
+        x: &'a [f32],
+        dy: &'a [f32],
+        part: &'a mut [f32],
+    }
+
+    impl Visit for GradFilter<'_> {
+        #[inline(always)]
+        fn run(&mut self, run: &Run) {
+            let (g, x, dy) = (self.g, self.x, self.dy);
+            let part = &mut *self.part;
+            let mut i = 0;
+            while i < run.taps.len() {
+                let taps = &run.taps[i..];
+                i += match taps.len() {
+                    TAPS.. => grad_tile::<TAPS>(g, x, dy, run, taps, part),
+                    4.. => grad_tile::<4>(g, x, dy, run, taps, part),
+                    2.. => grad_tile::<2>(g, x, dy, run, taps, part),
+                    _ => grad_tile::<1>(g, x, dy, run, taps, part),
+                };
+            }
+        }
+    }
+
+    /// Adds the products of `run`'s pixels with the first `T` of `taps` to `part`; returns `T`.
+    #[inline(always)]
+    fn grad_tile<const T: usize>(
+        g: &ConvGeometry,
+        x: &[f32],
+        dy: &[f32],
+        run: &Run,
+        taps: &[(usize, usize)],
+        part: &mut [f32],
+    ) -> usize {
+        let o_pad = padded_out(g);
+        let mut offsets = [0; T];
+        for (o, &(off, _)) in offsets.iter_mut().zip(taps) {
+            *o = off;
+        }
+        for ob in (0..o_pad).step_by(LANES) {
+            let mut acc = [[0f32; LANES]; T];
+            for p in 0..run.len {
+                let base = run.base(p);
+                let d = load(&dy[(run.q0 + p) * g.o + ob..], g.o - ob);
+                for (acc, &off) in acc.iter_mut().zip(&offsets) {
+                    let xv = x[base + off];
+                    acc.iter_mut().zip(&d).for_each(|(a, &d)| *a += xv * d);
+                }
+            }
+            for (acc, &(_, row)) in acc.iter().zip(taps) {
+                let dst = &mut part[row * o_pad + ob..][..LANES];
+                dst.iter_mut().zip(acc).for_each(|(d, &a)| *d += a);
+            }
+        }
+        T
+    }
 }
 
 #[cfg(test)]
@@ -789,6 +927,23 @@ mod tests {
                     direct::conv2d(g, &x, &w, y, &mut ws, pool);
                 } else {
                     conv2d_im2col(g, &x, &w, y, &mut ws, pool);
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn direct_conv2d_grad_filter_matches_im2col() {
+        compare(
+            |g| g.patch() * g.o,
+            |g, direct, dw, pool| {
+                let x = values(g.n * g.h * g.w * g.c, 3);
+                let dy = values(g.n * g.oh * g.ow * g.o, 4);
+                let mut ws = vec![f32::NAN; g.workspace_elements()];
+                if direct {
+                    direct::conv2d_grad_filter(g, &x, &dy, dw, &mut ws, pool);
+                } else {
+                    conv2d_grad_filter_im2col(g, &x, &dy, dw, &mut ws, pool);
                 }
             },
         );
