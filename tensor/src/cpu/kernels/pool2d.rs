@@ -2,6 +2,7 @@
 //! window step is a contiguous vector operation over `C`.
 
 use crate::cpu::pool::WorkerPool;
+use crate::cpu::simd;
 use crate::ir::Pool2dAttrs;
 
 /// The geometry of one pooling.
@@ -104,8 +105,8 @@ const CHANNEL_BLOCK: usize = 64;
 
 /// Gradient of max-pooling: each window's gradient goes to its first maximal input.
 ///
-/// Windows that tile the input exactly (stride = window, no padding, sizes divisible) write
-/// every input cell once, so `dx` needs no clearing; otherwise `dx` is cleared and gradients
+/// Windows that tile the input exactly (stride = window, no padding, sizes divisible) take a
+/// vectorised path that writes every input cell once; otherwise `dx` is cleared and gradients
 /// of overlapping windows add up.
 pub fn max_pool_grad(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], pool: &WorkerPool) {
     let a = g.attrs;
@@ -114,9 +115,22 @@ pub fn max_pool_grad(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], po
         && p.top + p.bottom + p.left + p.right == 0
         && g.oh * a.window[0] == g.h
         && g.ow * a.window[1] == g.w;
-    if !tiles {
-        dx.fill(0.0);
+    if tiles {
+        max_pool_grad_tiled(g, x, dy, dx, pool);
+    } else {
+        max_pool_grad_general(g, x, dy, dx, pool);
     }
+}
+
+/// [`max_pool_grad`] for any windows: a scan for each window's first maximum per channel.
+fn max_pool_grad_general(
+    g: &PoolGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    pool: &WorkerPool,
+) {
+    dx.fill(0.0);
     let out = Out(dx.as_mut_ptr());
     g.per_image(pool, &|img| {
         let mut best_at = [0usize; CHANNEL_BLOCK];
@@ -140,10 +154,6 @@ pub fn max_pool_grad(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], po
                             }
                         }
                     }
-                    for (iy, ix) in g.window(oy, ox).filter(|_| tiles) {
-                        // SAFETY: the cells of this window belong to image `img`, this task's.
-                        unsafe { out.row(g.at(img, iy, ix) + c0, cn) }.fill(0.0);
-                    }
                     for (k, &at) in best_at.iter().enumerate() {
                         if at != usize::MAX {
                             // SAFETY: `at` is inside image `img`, which this task owns.
@@ -154,6 +164,85 @@ pub fn max_pool_grad(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], po
             }
         }
     });
+}
+
+/// Channels the tiled gradient handles together, as values in registers (one AVX-512 vector).
+const LANES: usize = 16;
+
+/// [`max_pool_grad`] for windows that tile the input, branch-free over channels: per window
+/// and block of channels, the maximum is found first (starting from the window's first cell
+/// and replacing it only by a greater value, as the scan does), then the cells are walked in
+/// order and the first that equals it takes the gradient. A NaN maximum can only come from
+/// the first cell, which then takes the gradient, again as the scan does.
+fn max_pool_grad_tiled(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], pool: &WorkerPool) {
+    let full = g.c / LANES * LANES;
+    let out = Out(dx.as_mut_ptr());
+    g.per_image(pool, &|img| {
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                for (oy, ox) in (0..g.oh).flat_map(|oy| (0..g.ow).map(move |ox| (oy, ox))) {
+                    let window = Window {
+                        g,
+                        first: g.at(img, oy * g.attrs.window[0], ox * g.attrs.window[1]),
+                        grad: &dy[g.out_at(img, oy, ox)..][..g.c],
+                    };
+                    for c0 in (0..full).step_by(LANES) {
+                        window.route::<LANES>(x, c0, out);
+                    }
+                    for c0 in full..g.c {
+                        window.route::<1>(x, c0, out);
+                    }
+                }
+            },
+        )
+    });
+}
+
+/// One window of a tiling max-pooling.
+struct Window<'a> {
+    g: &'a PoolGeometry,
+    /// Offset of the window's first cell in `x` (and `dx`).
+    first: usize,
+    /// The window's gradient, per channel.
+    grad: &'a [f32],
+}
+
+impl Window<'_> {
+    /// Writes `dx` of the window's cells for channels `c0..c0 + L`.
+    #[inline(always)]
+    fn route<const L: usize>(&self, x: &[f32], c0: usize, out: Out) {
+        let g = self.g;
+        let [wh, ww] = g.attrs.window;
+        let at = |r: usize, c: usize| self.first + (r * g.w + c) * g.c + c0;
+        let block = |at: usize| -> [f32; L] { x[at..][..L].try_into().unwrap() };
+        let mut best = block(at(0, 0));
+        for r in 0..wh {
+            for c in 0..ww {
+                let v = block(at(r, c));
+                for l in 0..L {
+                    best[l] = if v[l] > best[l] { v[l] } else { best[l] };
+                }
+            }
+        }
+        // The gradient no cell has taken yet.
+        let mut left: [f32; L] = self.grad[c0..][..L].try_into().unwrap();
+        for r in 0..wh {
+            for c in 0..ww {
+                let (first, at) = (r == 0 && c == 0, at(r, c));
+                let v = block(at);
+                // SAFETY: the window's cells belong to the image of the task routing it.
+                let dst = unsafe { out.row(at, L) };
+                // Lane by lane rather than through a block copied in: the copy would pass
+                // through memory.
+                for l in 0..L {
+                    let takes = v[l] == best[l] || (first && v[l].is_nan());
+                    dst[l] = if takes { left[l] } else { 0.0 };
+                    left[l] = if takes { 0.0 } else { left[l] };
+                }
+            }
+        }
+    }
 }
 
 /// Average-pooling over the cells inside the image (padding is not counted).
@@ -196,4 +285,96 @@ pub fn avg_pool_grad(g: &PoolGeometry, dy: &[f32], dx: &mut [f32], pool: &Worker
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Padding2d;
+
+    /// Inputs with many ties: small integers, with some NaNs, infinities and signed zeros.
+    fn inputs(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(7);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                match (s >> 24) % 16 {
+                    0 => f32::NAN,
+                    1 => f32::NEG_INFINITY,
+                    2 => f32::INFINITY,
+                    3 => -0.0,
+                    4 => 0.0,
+                    k => (k % 4) as f32 - 1.0,
+                }
+            })
+            .collect()
+    }
+
+    fn geometry(
+        n: usize,
+        [h, w, c]: [usize; 3],
+        window: [usize; 2],
+        stride: [usize; 2],
+    ) -> PoolGeometry {
+        let attrs = Pool2dAttrs {
+            window,
+            stride,
+            padding: Padding2d::default(),
+        };
+        let (oh, ow) = (
+            (h - window[0]) / stride[0] + 1,
+            (w - window[1]) / stride[1] + 1,
+        );
+        PoolGeometry::new(&[n, h, w, c], &[n, oh, ow, c], attrs)
+    }
+
+    /// Each window's gradient added to its first maximal cell, per channel, by a plain scan.
+    fn naive(g: &PoolGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        let mut dx = vec![0f32; x.len()];
+        for img in 0..g.n {
+            for (oy, ox) in (0..g.oh).flat_map(|oy| (0..g.ow).map(move |ox| (oy, ox))) {
+                for ch in 0..g.c {
+                    let mut best: Option<(f32, usize)> = None;
+                    for (iy, ix) in g.window(oy, ox) {
+                        let at = g.at(img, iy, ix) + ch;
+                        if best.is_none_or(|(b, _)| x[at] > b) {
+                            best = Some((x[at], at));
+                        }
+                    }
+                    let (_, at) = best.unwrap();
+                    dx[at] += dy[g.out_at(img, oy, ox) + ch];
+                }
+            }
+        }
+        dx
+    }
+
+    #[test]
+    fn max_pool_grad_matches_a_naive_scan() {
+        let cases = [
+            (1, [4, 4, 1], [2, 2], [2, 2]),
+            (3, [6, 6, 3], [2, 2], [2, 2]),
+            (2, [6, 9, 32], [3, 3], [3, 3]),
+            (3, [4, 6, 70], [2, 3], [2, 3]),
+            (2, [26, 26, 32], [2, 2], [2, 2]),
+            // Not tiling: overlapping windows, or windows that do not divide the input.
+            (2, [7, 7, 5], [3, 3], [2, 2]),
+            (1, [5, 5, 3], [2, 2], [2, 2]),
+        ];
+        for (k, (n, dims, window, stride)) in cases.into_iter().enumerate() {
+            let g = geometry(n, dims, window, stride);
+            let x = inputs(g.n * g.h * g.w * g.c, k as u32);
+            let dy: Vec<f32> = (0..g.n * g.oh * g.ow * g.c)
+                .map(|i| i as f32 + 0.5)
+                .collect();
+            let want = naive(&g, &x, &dy);
+            for threads in [1, 3] {
+                let mut dx = vec![f32::NAN; x.len()];
+                max_pool_grad(&g, &x, &dy, &mut dx, &WorkerPool::new(threads));
+                // `==` also equates the +0 / -0 of cells without gradient.
+                let same = dx.iter().zip(&want).all(|(a, b)| a == b);
+                assert!(same, "case {k}, {threads} threads: {dx:?} vs {want:?}");
+            }
+        }
+    }
 }
