@@ -540,7 +540,7 @@ impl CpuExecutable {
                 let g = PoolGeometry::new(node.shape.dims(), dims(0), *attrs);
                 pool2d::avg_pool_grad(&g, f(0), y(), pool);
             }
-            Op::Reduce { op, axes, .. } => reduce::reduce(*op, f(0), dims(0), axes, y()),
+            Op::Reduce { op, axes, .. } => reduce::reduce(*op, f(0), dims(0), axes, y(), pool),
             Op::Transpose { perm } => {
                 layout::transpose(elem, ptrs[node.inputs[0].0], dims(0), perm, out)
             }
