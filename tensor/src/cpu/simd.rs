@@ -6,8 +6,10 @@
 //! CPU reports, so the compiler vectorises the same source for the wider unit. Rust never
 //! contracts `a * b + c` into an FMA on its own, so the results do not depend on the choice.
 //!
-//! For the wider code to apply, everything the closure calls must be inlined into it: mark
-//! such helpers `#[inline(always)]`.
+//! For the wider code to apply, the closure and everything it calls must be inlined into the
+//! wrapper: write `simd::dispatch(#[inline(always)] || ...)` and mark helpers
+//! `#[inline(always)]` (a closure left to the inliner's choice was compiled on its own, for
+//! the baseline target, and ran at SSE2 speed).
 
 use std::sync::OnceLock;
 

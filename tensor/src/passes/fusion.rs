@@ -21,8 +21,9 @@ pub enum Access {
 }
 
 /// A set of elementwise nodes of one output shape, executed together at the position of the
-/// first member. Every operand from outside the group is older than the first member, so the
-/// group never waits on a value computed between its members.
+/// first member. Every computed operand from outside the group is older than the first member
+/// (leaves may be younger: they are ready before any step), so the group never waits on a
+/// value computed between its members.
 #[derive(Clone, Debug)]
 pub struct FusionGroup {
     /// Members in topological order.
@@ -80,6 +81,8 @@ pub fn elementwise_groups(
     needed_outside: &dyn Fn(NodeId) -> bool,
 ) -> Vec<FusionGroup> {
     let nodes = graph.nodes();
+    // Inputs, parameters and constants are ready before any step, whenever they were added.
+    let is_leaf = |i: usize| nodes[i].inputs.is_empty();
     let mut group_of: Vec<Option<usize>> = vec![None; nodes.len()];
     let mut groups: Vec<FusionGroup> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
@@ -87,17 +90,19 @@ pub fn elementwise_groups(
         if !fusible(graph, id) {
             continue;
         }
-        let candidate = node.inputs.iter().find_map(|x| {
-            let g = group_of[x.0]?;
+        // A producer's group, or else the latest group of the same shape (independent ops
+        // over one shape, like an optimizer's updates, share a loop and its passes).
+        let latest = groups.iter().rposition(|group| group.shape == node.shape);
+        let producers = node.inputs.iter().filter_map(|x| group_of[x.0]);
+        let candidate = producers.chain(latest).find(|&g| {
             let group = &groups[g];
             let first = group.members[0];
-            let fits = group.shape == node.shape
+            group.shape == node.shape
                 && group.members.len() < MAX_GROUP_SIZE
                 && node
                     .inputs
                     .iter()
-                    .all(|y| group_of[y.0] == Some(g) || y.0 < first.0);
-            fits.then_some(g)
+                    .all(|y| group_of[y.0] == Some(g) || y.0 < first.0 || is_leaf(y.0))
         });
         let g = candidate.unwrap_or_else(|| {
             groups.push(FusionGroup {

@@ -155,14 +155,17 @@ impl FusedLoop {
         let ptrs = Ptrs { inputs, outputs };
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
-            simd::dispatch(|| {
-                let mut start = lo;
-                while start < hi {
-                    let n = CHUNK.min(hi - start);
-                    self.chunk(start, n, &mut scratch, ptrs);
-                    start += n;
-                }
-            });
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let mut start = lo;
+                    while start < hi {
+                        let n = CHUNK.min(hi - start);
+                        self.chunk(start, n, &mut scratch, ptrs);
+                        start += n;
+                    }
+                },
+            );
         });
     }
 

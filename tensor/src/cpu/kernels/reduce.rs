@@ -128,13 +128,19 @@ fn leading(
             );
             // SAFETY: tasks write disjoint column ranges of `y`.
             let y = unsafe { std::slice::from_raw_parts_mut(out.get().add(c0), c1 - c0) };
-            simd::dispatch(|| fold_rows(x, cols, c0..c1, y, f));
+            simd::dispatch(
+                #[inline(always)]
+                || fold_rows(x, cols, c0..c1, y, f),
+            );
         });
         return;
     }
     let tasks = threads.min(rows);
     if tasks <= 1 {
-        simd::dispatch(|| fold_rows(x, cols, 0..cols, y, f));
+        simd::dispatch(
+            #[inline(always)]
+            || fold_rows(x, cols, 0..cols, y, f),
+        );
         return;
     }
     // Task 0 folds into `y`, task t > 0 into partial row t - 1.
@@ -152,15 +158,21 @@ fn leading(
             };
             std::slice::from_raw_parts_mut(p, cols)
         };
-        simd::dispatch(|| fold_rows(&x[r0 * cols..r1 * cols], cols, 0..cols, acc, f));
+        simd::dispatch(
+            #[inline(always)]
+            || fold_rows(&x[r0 * cols..r1 * cols], cols, 0..cols, acc, f),
+        );
     });
-    simd::dispatch(|| {
-        for partial in partials.chunks_exact(cols).take(tasks - 1) {
-            for (o, &p) in y.iter_mut().zip(partial) {
-                *o = f(*o, p);
+    simd::dispatch(
+        #[inline(always)]
+        || {
+            for partial in partials.chunks_exact(cols).take(tasks - 1) {
+                for (o, &p) in y.iter_mut().zip(partial) {
+                    *o = f(*o, p);
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Folds columns `range` of every row of the row-major `x` (rows `cols` long) into `acc`,
