@@ -85,9 +85,21 @@ pub fn elementwise_groups(
     let is_leaf = |i: usize| nodes[i].inputs.is_empty();
     let mut group_of: Vec<Option<usize>> = vec![None; nodes.len()];
     let mut groups: Vec<FusionGroup> = Vec::new();
+    // A group whose values another node has read is closed: a later op joining it would run
+    // long before it is needed and have its value stored (the backward pass's ReLU mask would
+    // be written in the forward pass) instead of being computed where it is used.
+    let mut closed: Vec<bool> = Vec::new();
+    let close_readers = |closed: &mut Vec<bool>, group_of: &[Option<usize>], i: usize| {
+        for x in &nodes[i].inputs {
+            if let Some(h) = group_of[x.0].filter(|&h| group_of[i] != Some(h)) {
+                closed[h] = true;
+            }
+        }
+    };
     for (i, node) in nodes.iter().enumerate() {
         let id = NodeId(i);
         if !fusible(graph, id) {
+            close_readers(&mut closed, &group_of, i);
             continue;
         }
         // A producer's group, or else the latest group of the same shape (independent ops
@@ -97,7 +109,8 @@ pub fn elementwise_groups(
         let candidate = producers.chain(latest).find(|&g| {
             let group = &groups[g];
             let first = group.members[0];
-            group.shape == node.shape
+            !closed[g]
+                && group.shape == node.shape
                 && group.members.len() < MAX_GROUP_SIZE
                 && node
                     .inputs
@@ -110,10 +123,12 @@ pub fn elementwise_groups(
                 outputs: Vec::new(),
                 shape: node.shape.clone(),
             });
+            closed.push(false);
             groups.len() - 1
         });
         groups[g].members.push(id);
         group_of[i] = Some(g);
+        close_readers(&mut closed, &group_of, i);
     }
     // A member is an output of its group if anything outside the group reads it.
     let mut used_outside = vec![false; nodes.len()];
@@ -133,4 +148,67 @@ pub fn elementwise_groups(
             .collect();
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::UnaryOp;
+
+    fn groups_of(g: &Graph) -> Vec<FusionGroup> {
+        elementwise_groups(g, &|_| false)
+    }
+
+    #[test]
+    fn independent_updates_of_one_shape_share_a_group_even_with_late_constants() {
+        // An Adam-like update: two blends of state with a gradient, each scale() adding its
+        // constant after the group began.
+        let mut g = Graph::new();
+        let grad = g.input("grad", [4, 3], DType::F32).unwrap();
+        let m = g.parameter("m", [4, 3], DType::F32).unwrap();
+        let v = g.parameter("v", [4, 3], DType::F32).unwrap();
+        let a = g.scale(m, 0.9).unwrap();
+        let b = g.scale(grad, 0.1).unwrap();
+        let m_new = g.add(a, b).unwrap();
+        let g2 = g.mul(grad, grad).unwrap();
+        let c = g.scale(v, 0.99).unwrap();
+        let d = g.scale(g2, 0.01).unwrap();
+        let v_new = g.add(c, d).unwrap();
+        g.update(m, m_new).unwrap();
+        g.update(v, v_new).unwrap();
+        let groups = groups_of(&g);
+        assert_eq!(groups.len(), 1, "{groups:?}");
+        assert_eq!(groups[0].members.len(), 7);
+    }
+
+    #[test]
+    fn a_group_read_by_another_node_takes_no_later_members() {
+        // relu's output feeds a matmul, then (as in a backward pass) a comparison of it.
+        let mut g = Graph::new();
+        let x = g.input("x", [4, 3], DType::F32).unwrap();
+        let w = g.input("w", [3, 3], DType::F32).unwrap();
+        let a = g.relu(x).unwrap();
+        let y = g.matmul(a, w).unwrap();
+        let zero = g.scalar(0.0);
+        let mask = g.compare(crate::ir::CompareOp::Gt, a, zero).unwrap();
+        let back = g.select(mask, y, zero).unwrap();
+        g.output("y", back).unwrap();
+        let groups = groups_of(&g);
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        assert_eq!(groups[1].members, vec![mask, back]);
+    }
+
+    #[test]
+    fn an_op_reading_a_value_computed_after_a_group_began_does_not_join_it() {
+        let mut g = Graph::new();
+        let x = g.input("x", [4, 3], DType::F32).unwrap();
+        let w = g.input("w", [3, 3], DType::F32).unwrap();
+        let early = g.unary(UnaryOp::Tanh, x).unwrap();
+        let product = g.matmul(early, w).unwrap(); // not fusible, after the group's start
+        let late = g.add(product, x).unwrap();
+        g.output("y", late).unwrap();
+        let groups = groups_of(&g);
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        assert!(groups.iter().all(|gr| gr.members.len() == 1));
+    }
 }
