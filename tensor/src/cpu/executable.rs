@@ -258,7 +258,10 @@ impl CpuExecutable {
             let per_thread = segment
                 .steps
                 .clone()
-                .map(|s| tile_workspace_bytes(&graph, &steps[s], segment.tile))
+                .map(|s| match &steps[s] {
+                    Step::Node { id, .. } => workspace_bytes(&graph, *id, Some(segment.tile)),
+                    Step::Fused { .. } => 0,
+                })
                 .max()
                 .unwrap_or(0);
             units.push(Unit::Tiled {
@@ -294,7 +297,7 @@ impl CpuExecutable {
                         .filter(|&r| in_arena(&locs, r))
                         .collect(),
                     workspace: match step {
-                        Step::Node { id, .. } => workspace_bytes(&graph, *id),
+                        Step::Node { id, .. } => workspace_bytes(&graph, *id, None),
                         Step::Fused { .. } => 0,
                     },
                 }
@@ -512,33 +515,16 @@ impl CpuExecutable {
                 };
                 matmul::matmul(a, b, y(), pool)
             }
-            Op::Conv2d(attrs) => {
-                let g = ConvGeometry::new(dims(0), dims(1), node.shape.dims(), *attrs);
-                conv::conv2d(&g, f(0), f(1), y(), ws(g.workspace_elements()), pool);
-            }
-            Op::Conv2dGradInput { attrs, .. } => {
-                let g = ConvGeometry::new(node.shape.dims(), dims(1), dims(0), *attrs);
-                conv::conv2d_grad_input(&g, f(0), f(1), y(), ws(g.workspace_elements()), pool);
-            }
+            // Convolution and pooling: the per-sample kernels, here on every sample.
+            Op::Conv2d(_)
+            | Op::Conv2dGradInput { .. }
+            | Op::MaxPool2d(_)
+            | Op::MaxPool2dGrad(_)
+            | Op::AvgPool2d(_)
+            | Op::AvgPool2dGrad { .. } => self.run_samples(id, 0, node.shape.dims()[0], workspace),
             Op::Conv2dGradFilter { attrs, .. } => {
                 let g = ConvGeometry::new(dims(0), node.shape.dims(), dims(1), *attrs);
                 conv::conv2d_grad_filter(&g, f(0), f(1), y(), ws(g.workspace_elements()), pool);
-            }
-            Op::MaxPool2d(attrs) => {
-                let g = PoolGeometry::new(dims(0), node.shape.dims(), *attrs);
-                pool2d::max_pool(&g, f(0), y(), pool);
-            }
-            Op::MaxPool2dGrad(attrs) => {
-                let g = PoolGeometry::new(dims(0), dims(1), *attrs);
-                pool2d::max_pool_grad(&g, f(0), f(1), y(), pool);
-            }
-            Op::AvgPool2d(attrs) => {
-                let g = PoolGeometry::new(dims(0), node.shape.dims(), *attrs);
-                pool2d::avg_pool(&g, f(0), y(), pool);
-            }
-            Op::AvgPool2dGrad { attrs, .. } => {
-                let g = PoolGeometry::new(node.shape.dims(), dims(0), *attrs);
-                pool2d::avg_pool_grad(&g, f(0), y(), pool);
             }
             Op::Reduce { op, axes, .. } => reduce::reduce(*op, f(0), dims(0), axes, y(), pool),
             Op::Transpose { perm } => {
@@ -692,7 +678,7 @@ impl CpuExecutable {
         workspace: *mut u8,
     ) {
         match &self.steps[s] {
-            Step::Node { id, .. } => self.run_node_tile(*id, first, count, workspace),
+            Step::Node { id, .. } => self.run_samples(*id, first, count, workspace),
             Step::Fused {
                 lp,
                 in_ptrs,
@@ -706,11 +692,12 @@ impl CpuExecutable {
         }
     }
 
-    /// Runs a per-sample kernel (see [`batched_operands`]) on samples `first..first + count`.
+    /// Runs a per-sample kernel (see [`batched_operands`]) on samples `first..first + count`
+    /// (all of them outside tiled runs).
     ///
     /// # Safety
     /// As for [`CpuExecutable::run_step_tile`].
-    unsafe fn run_node_tile(&self, id: NodeId, first: usize, count: usize, workspace: *mut u8) {
+    unsafe fn run_samples(&self, id: NodeId, first: usize, count: usize, workspace: *mut u8) {
         let nodes = self.graph.nodes();
         let node = &nodes[id.0];
         let pool = self.pool;
@@ -843,37 +830,6 @@ fn separable(graph: &Graph, locs: &[Loc], step: &Step) -> Option<Separable> {
     Some(info)
 }
 
-/// Workspace bytes a step needs per thread when it runs on tiles of `tile` samples.
-fn tile_workspace_bytes(graph: &Graph, step: &Step, tile: usize) -> usize {
-    let Step::Node { id, .. } = step else {
-        return 0;
-    };
-    let nodes = graph.nodes();
-    let node = &nodes[id.0];
-    let tiled = |shape: &crate::Shape| {
-        let mut d = Small::from_slice(shape.dims());
-        d[0] = tile;
-        d
-    };
-    let operand = |k: usize| &nodes[node.inputs[k].0].shape;
-    let geometry = match &node.op {
-        Op::Conv2d(a) => ConvGeometry::new(
-            &tiled(operand(0)),
-            operand(1).dims(),
-            &tiled(&node.shape),
-            *a,
-        ),
-        Op::Conv2dGradInput { attrs, .. } => ConvGeometry::new(
-            &tiled(&node.shape),
-            operand(1).dims(),
-            &tiled(operand(0)),
-            *attrs,
-        ),
-        _ => return 0,
-    };
-    geometry.workspace_elements() * 4
-}
-
 /// The node whose memory `id` uses (following views).
 fn root_of(locs: &[Loc], mut id: NodeId) -> NodeId {
     while let Loc::View(src) = locs[id.0] {
@@ -882,18 +838,25 @@ fn root_of(locs: &[Loc], mut id: NodeId) -> NodeId {
     id
 }
 
-/// Workspace bytes a node's kernel needs.
-fn workspace_bytes(graph: &Graph, id: NodeId) -> usize {
+/// Workspace bytes a node's kernel needs, run on `samples` samples at a time (a tiled run)
+/// or on the whole batch (`None`).
+fn workspace_bytes(graph: &Graph, id: NodeId, samples: Option<usize>) -> usize {
     let nodes = graph.nodes();
     let node = &nodes[id.0];
-    let dims = |k: usize| nodes[node.inputs[k].0].shape.dims();
-    let geometry = match &node.op {
-        Op::Conv2d(a) => ConvGeometry::new(dims(0), dims(1), node.shape.dims(), *a),
-        Op::Conv2dGradInput { attrs, .. } => {
-            ConvGeometry::new(node.shape.dims(), dims(1), dims(0), *attrs)
+    let batched = |shape: &crate::Shape| {
+        let mut d = Small::from_slice(shape.dims());
+        if let Some(n) = samples {
+            d[0] = n;
         }
+        d
+    };
+    let operand = |k: usize| &nodes[node.inputs[k].0].shape;
+    let (x, y) = (batched(operand(0)), batched(&node.shape));
+    let geometry = match &node.op {
+        Op::Conv2d(a) => ConvGeometry::new(&x, operand(1).dims(), &y, *a),
+        Op::Conv2dGradInput { attrs, .. } => ConvGeometry::new(&y, operand(1).dims(), &x, *attrs),
         Op::Conv2dGradFilter { attrs, .. } => {
-            ConvGeometry::new(dims(0), node.shape.dims(), dims(1), *attrs)
+            ConvGeometry::new(&x, node.shape.dims(), &batched(operand(1)), *attrs)
         }
         _ => return 0,
     };

@@ -10,7 +10,7 @@
 //! packing buffers on every call; these live in per-thread buffers that grow once, so a step
 //! stays allocation-free.
 
-use super::pool::WorkerPool;
+use super::pool::{SharedMut, WorkerPool};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
@@ -204,7 +204,7 @@ pub unsafe fn sgemm(
             k,
             a,
             b,
-            c: SyncPtr(c),
+            c: SharedMut::new(c),
             ldc,
             accumulate,
             kern,
@@ -214,7 +214,7 @@ pub unsafe fn sgemm(
                 1
             },
             direct_b: b.cs == 1 && b.rs > 0 && m <= DIRECT_B_MAX_M,
-            packed_b: SyncPtr(buffer.as_mut_ptr()),
+            packed_b: SharedMut::new(buffer.as_mut_ptr()),
         };
         let nc_max = PACK_B_LEN / k.min(KC) / kern.nr * kern.nr;
         for jc in (0..n).step_by(nc_max) {
@@ -235,7 +235,7 @@ struct Plan {
     k: usize,
     a: MatRef,
     b: MatRef,
-    c: SyncPtr,
+    c: SharedMut,
     ldc: usize,
     accumulate: bool,
     kern: Kernel,
@@ -243,7 +243,7 @@ struct Plan {
     /// B is row-major and read in place where a full tile row fits in the matrix.
     direct_b: bool,
     /// This thread's packed-B buffer.
-    packed_b: SyncPtr,
+    packed_b: SharedMut,
 }
 
 /// How the microkernels read A in one column block. In place, a last partial tile is still
@@ -284,7 +284,7 @@ impl Plan {
                 .saturating_sub(pb)
                 .min(kb)
         };
-        let packed = |p: usize, d: usize| self.packed_b.get().add((p * kb + d) * nr);
+        let packed = |p: usize, d: usize| self.packed_b.at((p * kb + d) * nr);
         // Packing splits into KC-deep slices of panels, so that even one panel spreads out.
         let slices = kb.div_ceil(KC);
         let units = panels * slices;
@@ -373,7 +373,7 @@ impl Plan {
                                 a_stride,
                                 b: std::ptr::null(),
                                 b_rs: 0,
-                                c: self.c.get().add((ic + ir) * self.ldc + jc + p * nr),
+                                c: self.c.at((ic + ir) * self.ldc + jc + p * nr),
                                 ldc: self.ldc,
                                 mr: mr.min(mcb - ir),
                                 nr: nrp,
@@ -435,18 +435,6 @@ pub fn reserve_thread_buffers() {
 thread_local! {
     static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A raw pointer that tasks on other threads may use; the caller guarantees disjoint writes.
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-// SAFETY: tasks write disjoint tiles of C and only read the packed B block.
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
-impl SyncPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// The `part`-th of `parts` near-equal ranges of `0..n`.

@@ -223,3 +223,32 @@ mod tests {
         }
     }
 }
+
+/// A buffer that the tasks of one [`WorkerPool::run`] write, each its own disjoint part: the
+/// address of its first element, which (unlike a raw pointer) closures may share.
+#[derive(Clone, Copy, Debug)]
+pub struct SharedMut(*mut f32);
+
+// SAFETY: tasks only write the disjoint parts their callers hand them (see `slice`).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The buffer starting at `first`.
+    pub fn new(first: *mut f32) -> Self {
+        SharedMut(first)
+    }
+
+    /// The address of element `i`; a method, so that closures capture the whole wrapper.
+    pub fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+
+    /// Elements `at..at + len`.
+    ///
+    /// # Safety
+    /// The range must lie inside the buffer, and no other task may touch it meanwhile.
+    pub unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a mut [f32] {
+        std::slice::from_raw_parts_mut(self.at(at), len)
+    }
+}

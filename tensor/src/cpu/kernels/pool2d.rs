@@ -1,7 +1,7 @@
 //! Max- and average-pooling over NHWC and their gradients. Channels are innermost, so every
 //! window step is a contiguous vector operation over `C`.
 
-use crate::cpu::pool::WorkerPool;
+use crate::cpu::pool::{SharedMut, WorkerPool};
 use crate::cpu::simd;
 use crate::ir::Pool2dAttrs;
 
@@ -63,33 +63,14 @@ impl PoolGeometry {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: each task writes only the images it was given.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    fn at(self, i: usize) -> *mut f32 {
-        // SAFETY: callers pass offsets inside the buffer.
-        unsafe { self.0.add(i) }
-    }
-
-    /// # Safety
-    /// The range must be inside the buffer and written by one task only.
-    unsafe fn row(self, at: usize, len: usize) -> &'static mut [f32] {
-        std::slice::from_raw_parts_mut(self.at(at), len)
-    }
-}
-
 /// Max-pooling; a window entirely in padding yields `-inf`.
 pub fn max_pool(g: &PoolGeometry, x: &[f32], y: &mut [f32], pool: &WorkerPool) {
-    let out = Out(y.as_mut_ptr());
+    let out = SharedMut::new(y.as_mut_ptr());
     g.per_image(pool, &|img| {
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 // SAFETY: output rows of image `img` belong to this task.
-                let dst = unsafe { out.row(g.out_at(img, oy, ox), g.c) };
+                let dst = unsafe { out.slice(g.out_at(img, oy, ox), g.c) };
                 dst.fill(f32::NEG_INFINITY);
                 for (iy, ix) in g.window(oy, ox) {
                     let src = &x[g.at(img, iy, ix)..][..g.c];
@@ -131,7 +112,7 @@ fn max_pool_grad_general(
     pool: &WorkerPool,
 ) {
     dx.fill(0.0);
-    let out = Out(dx.as_mut_ptr());
+    let out = SharedMut::new(dx.as_mut_ptr());
     g.per_image(pool, &|img| {
         let mut best_at = [0usize; CHANNEL_BLOCK];
         let mut best = [0f32; CHANNEL_BLOCK];
@@ -176,7 +157,7 @@ const LANES: usize = 16;
 /// the first cell, which then takes the gradient, again as the scan does.
 fn max_pool_grad_tiled(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], pool: &WorkerPool) {
     let full = g.c / LANES * LANES;
-    let out = Out(dx.as_mut_ptr());
+    let out = SharedMut::new(dx.as_mut_ptr());
     g.per_image(pool, &|img| {
         simd::dispatch(
             #[inline(always)]
@@ -211,7 +192,7 @@ struct Window<'a> {
 impl Window<'_> {
     /// Writes `dx` of the window's cells for channels `c0..c0 + L`.
     #[inline(always)]
-    fn route<const L: usize>(&self, x: &[f32], c0: usize, out: Out) {
+    fn route<const L: usize>(&self, x: &[f32], c0: usize, out: SharedMut) {
         let g = self.g;
         let [wh, ww] = g.attrs.window;
         let at = |r: usize, c: usize| self.first + (r * g.w + c) * g.c + c0;
@@ -232,7 +213,7 @@ impl Window<'_> {
                 let (first, at) = (r == 0 && c == 0, at(r, c));
                 let v = block(at);
                 // SAFETY: the window's cells belong to the image of the task routing it.
-                let dst = unsafe { out.row(at, L) };
+                let dst = unsafe { out.slice(at, L) };
                 // Lane by lane rather than through a block copied in: the copy would pass
                 // through memory.
                 for l in 0..L {
@@ -247,12 +228,12 @@ impl Window<'_> {
 
 /// Average-pooling over the cells inside the image (padding is not counted).
 pub fn avg_pool(g: &PoolGeometry, x: &[f32], y: &mut [f32], pool: &WorkerPool) {
-    let out = Out(y.as_mut_ptr());
+    let out = SharedMut::new(y.as_mut_ptr());
     g.per_image(pool, &|img| {
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 // SAFETY: output rows of image `img` belong to this task.
-                let dst = unsafe { out.row(g.out_at(img, oy, ox), g.c) };
+                let dst = unsafe { out.slice(g.out_at(img, oy, ox), g.c) };
                 dst.fill(0.0);
                 let mut count = 0usize;
                 for (iy, ix) in g.window(oy, ox) {
@@ -270,7 +251,7 @@ pub fn avg_pool(g: &PoolGeometry, x: &[f32], y: &mut [f32], pool: &WorkerPool) {
 /// Gradient of average-pooling.
 pub fn avg_pool_grad(g: &PoolGeometry, dy: &[f32], dx: &mut [f32], pool: &WorkerPool) {
     dx.fill(0.0);
-    let out = Out(dx.as_mut_ptr());
+    let out = SharedMut::new(dx.as_mut_ptr());
     g.per_image(pool, &|img| {
         for oy in 0..g.oh {
             for ox in 0..g.ow {
@@ -279,7 +260,7 @@ pub fn avg_pool_grad(g: &PoolGeometry, dy: &[f32], dx: &mut [f32], pool: &Worker
                 let grad = &dy[g.out_at(img, oy, ox)..][..g.c];
                 for (iy, ix) in g.window(oy, ox) {
                     // SAFETY: image `img` of dx belongs to this task.
-                    let dst = unsafe { out.row(g.at(img, iy, ix), g.c) };
+                    let dst = unsafe { out.slice(g.at(img, iy, ix), g.c) };
                     dst.iter_mut().zip(grad).for_each(|(d, &s)| *d += s * scale);
                 }
             }

@@ -11,7 +11,7 @@
 //! 3. the value is `(lo >> 8) · 2⁻²⁴`: one of the 2²⁴ evenly spaced floats in `[0, 1)`, every
 //!    one exact in `f32`.
 
-use super::super::pool::WorkerPool;
+use super::super::pool::{SharedMut, WorkerPool};
 use crate::host::HostSlice;
 
 /// Philox's round multiplier.
@@ -55,19 +55,6 @@ pub fn uniform_at(key: u32, index: u64) -> f32 {
     (lo >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
 }
 
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: tasks write disjoint ranges of the output.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// Element `i`; a method so that closures capture the whole (`Sync`) wrapper.
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
-    }
-}
-
 /// Fills `y` with the uniform draw keyed by `key`: `y[i] = uniform_at(key, i)`.
 pub fn uniform(key: u32, y: &mut [f32], pool: &WorkerPool) {
     let len = y.len();
@@ -82,7 +69,7 @@ pub fn uniform(key: u32, y: &mut [f32], pool: &WorkerPool) {
         }
         return;
     }
-    let out = Out(y.as_mut_ptr());
+    let out = SharedMut::new(y.as_mut_ptr());
     pool.run(tasks, &|t| {
         let (lo, hi) = (len * t / tasks, len * (t + 1) / tasks);
         for i in lo..hi {

@@ -1,7 +1,7 @@
 //! Reductions over any set of axes.
 
 use super::Small;
-use crate::cpu::pool::WorkerPool;
+use crate::cpu::pool::{SharedMut, WorkerPool};
 use crate::cpu::simd;
 use crate::ir::ReduceOp;
 
@@ -116,7 +116,7 @@ fn leading(
     } else {
         1
     };
-    let out = OutPtr(y.as_mut_ptr());
+    let out = SharedMut::new(y.as_mut_ptr());
     if threads > 1 && (threads - 1) * cols > PARTIAL_LEN {
         // Column ranges, in whole cache lines.
         let lines = cols.div_ceil(16);
@@ -127,7 +127,7 @@ fn leading(
                 (lines * (t + 1) / tasks * 16).min(cols),
             );
             // SAFETY: tasks write disjoint column ranges of `y`.
-            let y = unsafe { std::slice::from_raw_parts_mut(out.get().add(c0), c1 - c0) };
+            let y = unsafe { out.slice(c0, c1 - c0) };
             simd::dispatch(
                 #[inline(always)]
                 || fold_rows(x, cols, c0..c1, y, f),
@@ -146,17 +146,16 @@ fn leading(
     // Task 0 folds into `y`, task t > 0 into partial row t - 1.
     let init = y[0];
     let mut partials = [init; PARTIAL_LEN];
-    let part = OutPtr(partials.as_mut_ptr());
+    let part = SharedMut::new(partials.as_mut_ptr());
     pool.run(tasks, &|t| {
         let (r0, r1) = (rows * t / tasks, rows * (t + 1) / tasks);
         // SAFETY: each task writes its own row: `y`, or a disjoint range of `partials`.
         let acc = unsafe {
-            let p = if t == 0 {
-                out.get()
+            if t == 0 {
+                out.slice(0, cols)
             } else {
-                part.get().add((t - 1) * cols)
-            };
-            std::slice::from_raw_parts_mut(p, cols)
+                part.slice((t - 1) * cols, cols)
+            }
         };
         simd::dispatch(
             #[inline(always)]
@@ -203,18 +202,6 @@ fn fold_rows(
         for (o, &v) in acc.iter_mut().zip(&r[lo..hi]) {
             *o = f(*o, v);
         }
-    }
-}
-
-/// The output pointer that the tasks of one reduction share.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: the tasks write disjoint parts of the output.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-impl OutPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -1,0 +1,427 @@
+//! Direct convolution for small patches: no patch matrix and no GEMM packing.
+//!
+//! The output is walked in *runs*: consecutive output pixels of one row that see the same
+//! filter taps, at input positions a fixed step apart. The pixels whose every tap lies inside
+//! the image form one run per row and share one tap list (offsets from the pixel's first tap);
+//! each pixel near a padded border is a run of its own, listing only its taps inside the image
+//! (at absolute offsets), so padding costs nothing. The kernels keep small tiles of sums in
+//! registers: the forward pass a few pixels × [`LANES`] output channels, the filter gradient a
+//! few taps × [`LANES`] output channels.
+
+use super::{ConvGeometry, DIRECT_MAX_PATCH};
+use crate::cpu::pool::{SharedMut, WorkerPool};
+use crate::cpu::simd;
+use std::ops::Range;
+
+/// Output channels in one block of a tile (one AVX-512 vector); the filter (forward) and
+/// the partial sums (gradient) have their rows padded to a multiple of it. Forward tiles
+/// take two blocks where there is room.
+const LANES: usize = 16;
+/// Output pixels a forward tile computes together.
+const PIXELS: usize = 4;
+/// Filter taps a gradient tile accumulates together.
+const TAPS: usize = 8;
+/// Partial sums of the filter gradient, one per task. A fixed count rather than one per
+/// thread, so that the order of the sum, and its rounding, does not depend on the pool.
+const GRAD_PARTS: usize = 16;
+/// Forward tasks per pool thread, for balance when cores are shared.
+const TASKS_PER_THREAD: usize = 4;
+
+/// A row of `[patch, O]` matrices padded to whole blocks.
+fn padded_out(g: &ConvGeometry) -> usize {
+    g.o.next_multiple_of(LANES)
+}
+
+/// Output rows (`img·OH + oy`) in the batch.
+fn rows(g: &ConvGeometry) -> usize {
+    g.n * g.oh
+}
+
+/// Partial sums of the filter gradient.
+fn grad_parts(g: &ConvGeometry) -> usize {
+    GRAD_PARTS.min(rows(g)).max(1)
+}
+
+/// Workspace elements: the padded filter (forward) or the partial sums (gradient).
+pub(super) fn workspace_elements(g: &ConvGeometry) -> usize {
+    grad_parts(g) * g.patch() * padded_out(g)
+}
+
+/// The `part`-th of `parts` near-equal ranges of `0..n`.
+fn split(n: usize, parts: usize, part: usize) -> Range<usize> {
+    n * part / parts..n * (part + 1) / parts
+}
+
+/// Whether padded position `pos` lies inside an image dim of `len` after `pad`.
+#[inline(always)]
+fn inside(pos: usize, pad: usize, len: usize) -> bool {
+    pos >= pad && pos - pad < len
+}
+
+/// Filter taps as (input offset, row of the `[patch, O]` filter) pairs, in patch order.
+struct TapList {
+    taps: [(usize, usize); DIRECT_MAX_PATCH],
+    len: usize,
+}
+
+impl TapList {
+    /// Taps `(ky, kx)` for which `at` gives the offset of the tap's first channel.
+    #[inline(always)]
+    fn fill(&mut self, g: &ConvGeometry, at: impl Fn(usize, usize) -> Option<usize>) {
+        self.len = 0;
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let Some(base) = at(ky, kx) else { continue };
+                for ci in 0..g.c {
+                    self.taps[self.len] = (base + ci, (ky * g.kw + kx) * g.c + ci);
+                    self.len += 1;
+                }
+            }
+        }
+    }
+
+    /// Every tap, relative to the input position of the first.
+    #[inline(always)]
+    fn interior(g: &ConvGeometry) -> Self {
+        let mut list = TapList::empty();
+        let [dy, dx] = g.attrs.dilation;
+        list.fill(g, |ky, kx| Some((ky * dy * g.w + kx * dx) * g.c));
+        list
+    }
+
+    /// The taps of output `(img, oy, ox)` inside the image, at absolute offsets.
+    #[inline(always)]
+    fn border(&mut self, g: &ConvGeometry, img: usize, oy: usize, ox: usize) {
+        self.fill(g, |ky, kx| {
+            let (iy, ix) = g.source(oy, ox, ky, kx)?;
+            Some(((img * g.h + iy) * g.w + ix) * g.c)
+        });
+    }
+
+    fn empty() -> Self {
+        TapList {
+            taps: [(0, 0); DIRECT_MAX_PATCH],
+            len: 0,
+        }
+    }
+
+    fn as_slice(&self) -> &[(usize, usize)] {
+        &self.taps[..self.len]
+    }
+}
+
+/// Consecutive output pixels of one row that share a tap list.
+struct Run<'a> {
+    /// The taps, as offsets from each pixel's input base.
+    taps: &'a [(usize, usize)],
+    /// Input base of the first pixel.
+    x0: usize,
+    /// Input base step from one pixel to the next.
+    step: usize,
+    /// Index (`(img·OH + oy)·OW + ox`) of the first output pixel.
+    q0: usize,
+    /// Pixels in the run.
+    len: usize,
+}
+
+impl Run<'_> {
+    /// Input base of the run's pixel `p`.
+    #[inline(always)]
+    fn base(&self, p: usize) -> usize {
+        self.x0 + p * self.step
+    }
+}
+
+/// The output columns whose every tap lies inside the image's columns: `lo..hi`, empty
+/// (`OW..OW`) if there are none.
+fn interior_columns(g: &ConvGeometry) -> (usize, usize) {
+    let a = g.attrs;
+    let reach = (g.kw - 1) * a.dilation[1];
+    let inner = |ox: usize| {
+        let pos = ox * a.stride[1];
+        inside(pos, a.padding.left, g.w) && inside(pos + reach, a.padding.left, g.w)
+    };
+    let lo = (0..g.ow).find(|&ox| inner(ox)).unwrap_or(g.ow);
+    let hi = lo + (lo..g.ow).take_while(|&ox| inner(ox)).count();
+    (lo, hi)
+}
+
+/// What a kernel does with each run. A trait rather than a closure: its `#[inline(always)]`
+/// method is inlined into the caller of [`simd::dispatch`] and so gets the wide code.
+trait Visit {
+    fn run(&mut self, run: &Run);
+}
+
+/// Visits the runs of output rows `rows` (`img·OH + oy`), in order.
+#[inline(always)]
+fn for_each_run(g: &ConvGeometry, rows: Range<usize>, visit: &mut impl Visit) {
+    let a = g.attrs;
+    let interior = TapList::interior(g);
+    let (lo, hi) = interior_columns(g);
+    let reach = (g.kh - 1) * a.dilation[0];
+    let mut border = TapList::empty();
+    for r in rows {
+        let (img, oy) = (r / g.oh, r % g.oh);
+        let pos = oy * a.stride[0];
+        let inner_row = inside(pos, a.padding.top, g.h) && inside(pos + reach, a.padding.top, g.h);
+        let (lo, hi) = if inner_row { (lo, hi) } else { (g.ow, g.ow) };
+        let mut ox = 0;
+        while ox < g.ow {
+            if ox == lo && lo < hi {
+                let (iy, ix) = (pos - a.padding.top, lo * a.stride[1] - a.padding.left);
+                visit.run(&Run {
+                    taps: interior.as_slice(),
+                    x0: ((img * g.h + iy) * g.w + ix) * g.c,
+                    step: a.stride[1] * g.c,
+                    q0: r * g.ow + lo,
+                    len: hi - lo,
+                });
+                ox = hi;
+            } else {
+                border.border(g, img, oy, ox);
+                visit.run(&Run {
+                    taps: border.as_slice(),
+                    x0: 0,
+                    step: 0,
+                    q0: r * g.ow + ox,
+                    len: 1,
+                });
+                ox += 1;
+            }
+        }
+    }
+}
+
+/// `src[..n]` (with `n` clipped to [`LANES`]) as a block, zero beyond `n`.
+#[inline(always)]
+fn load(src: &[f32], n: usize) -> [f32; LANES] {
+    if n >= LANES {
+        return src[..LANES].try_into().unwrap();
+    }
+    let mut v = [0.0; LANES];
+    v[..n].copy_from_slice(&src[..n]);
+    v
+}
+
+/// Stores the first `n` (clipped to `L`) values of `v` at `dst`.
+///
+/// Lane by lane: a copy of the block, and worse one of variable length, would keep the
+/// block (and the whole tile of sums with it) in memory rather than in registers.
+#[inline(always)]
+fn store<const L: usize>(dst: &mut [f32], v: [f32; L], n: usize) {
+    if n >= L {
+        dst[..L].iter_mut().zip(v).for_each(|(d, v)| *d = v);
+        return;
+    }
+    for l in 0..L {
+        if l < n {
+            dst[l] = v[l];
+        }
+    }
+}
+
+/// `y = conv2d(x, w)` for small patches; parallel over output rows.
+pub(super) fn conv2d(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    ws: &mut [f32],
+    pool: &WorkerPool,
+) {
+    let o_pad = padded_out(g);
+    let wp = &mut ws[..g.patch() * o_pad];
+    for (dst, src) in wp.chunks_exact_mut(o_pad).zip(w.chunks_exact(g.o)) {
+        dst[..g.o].copy_from_slice(src);
+        dst[g.o..].fill(0.0);
+    }
+    let wp = &*wp;
+    let rows = rows(g);
+    let tasks = (pool.threads() * TASKS_PER_THREAD).min(rows);
+    let out = SharedMut::new(y.as_mut_ptr());
+    pool.run(tasks, &|t| {
+        let mut forward = Forward { g, x, w: wp, out };
+        simd::dispatch(
+            #[inline(always)]
+            || for_each_run(g, split(rows, tasks, t), &mut forward),
+        );
+    });
+}
+
+/// The forward pass over runs, from the padded filter `w`, into the output at `out`.
+struct Forward<'a> {
+    g: &'a ConvGeometry,
+    x: &'a [f32],
+    w: &'a [f32],
+    out: SharedMut,
+}
+
+impl Visit for Forward<'_> {
+    #[inline(always)]
+    fn run(&mut self, run: &Run) {
+        let g = self.g;
+        // SAFETY: the run's output pixels lie in the rows of the task visiting it.
+        let y = unsafe { self.out.slice(run.q0 * g.o, run.len * g.o) };
+        let mut p = 0;
+        while p < run.len {
+            let y = &mut y[p * g.o..];
+            p += if run.len - p >= PIXELS {
+                forward_pixels::<PIXELS>(g, self.x, self.w, run, p, y)
+            } else {
+                forward_pixels::<1>(g, self.x, self.w, run, p, y)
+            };
+        }
+    }
+}
+
+/// Output pixels `first..first + P` of `run` into `y` (their rows), from the padded filter
+/// `w`, in blocks two vectors wide where the padded row has room; returns `P`.
+#[inline(always)]
+fn forward_pixels<const P: usize>(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    run: &Run,
+    first: usize,
+    y: &mut [f32],
+) -> usize {
+    let o_pad = padded_out(g);
+    let mut bases = [0; P];
+    for (p, base) in bases.iter_mut().enumerate() {
+        *base = run.base(first + p);
+    }
+    let mut ob = 0;
+    while ob < o_pad {
+        ob += if o_pad - ob >= 2 * LANES {
+            forward_tile::<P, { 2 * LANES }>(g, x, w, run.taps, bases, ob, y)
+        } else {
+            forward_tile::<P, LANES>(g, x, w, run.taps, bases, ob, y)
+        };
+    }
+    P
+}
+
+/// Output channels `ob..ob + L` of the `P` pixels at input `bases`; returns `L`.
+#[inline(always)]
+fn forward_tile<const P: usize, const L: usize>(
+    g: &ConvGeometry,
+    x: &[f32],
+    w: &[f32],
+    taps: &[(usize, usize)],
+    bases: [usize; P],
+    ob: usize,
+    y: &mut [f32],
+) -> usize {
+    let o_pad = padded_out(g);
+    let mut acc = [[0f32; L]; P];
+    for &(off, row) in taps {
+        let wv: &[f32; L] = w[row * o_pad + ob..][..L].try_into().unwrap();
+        for (acc, &base) in acc.iter_mut().zip(&bases) {
+            let xv = x[base + off];
+            acc.iter_mut().zip(wv).for_each(|(a, &w)| *a += xv * w);
+        }
+    }
+    for (p, acc) in acc.into_iter().enumerate() {
+        store(&mut y[p * g.o + ob..], acc, g.o - ob);
+    }
+    L
+}
+
+/// `dw = Σ patchesᵀ · dy` for small patches: each task sums its output rows into its own
+/// `[patch, O]` partial, and the partials are added in a fixed order.
+pub(super) fn conv2d_grad_filter(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    ws: &mut [f32],
+    pool: &WorkerPool,
+) {
+    let o_pad = padded_out(g);
+    let (rows, parts, size) = (rows(g), grad_parts(g), g.patch() * o_pad);
+    let partials = SharedMut::new(ws.as_mut_ptr());
+    pool.run(parts, &|t| {
+        // SAFETY: partial `t` is written by this task only.
+        let part = unsafe { partials.slice(t * size, size) };
+        let mut grad = GradFilter { g, x, dy, part };
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                grad.part.fill(0.0);
+                for_each_run(g, split(rows, parts, t), &mut grad);
+            },
+        );
+    });
+    let ws = &ws[..parts * size];
+    simd::dispatch(
+        #[inline(always)]
+        || {
+            for (row, dst) in dw.chunks_exact_mut(g.o).enumerate() {
+                dst.copy_from_slice(&ws[row * o_pad..][..g.o]);
+                for part in ws.chunks_exact(size).skip(1) {
+                    let src = &part[row * o_pad..][..g.o];
+                    dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                }
+            }
+        },
+    );
+}
+
+/// The filter gradient over runs, summed into one partial.
+struct GradFilter<'a> {
+    g: &'a ConvGeometry,
+    x: &'a [f32],
+    dy: &'a [f32],
+    part: &'a mut [f32],
+}
+
+impl Visit for GradFilter<'_> {
+    #[inline(always)]
+    fn run(&mut self, run: &Run) {
+        let (g, x, dy) = (self.g, self.x, self.dy);
+        let part = &mut *self.part;
+        let mut i = 0;
+        while i < run.taps.len() {
+            let taps = &run.taps[i..];
+            i += match taps.len() {
+                TAPS.. => grad_tile::<TAPS>(g, x, dy, run, taps, part),
+                4.. => grad_tile::<4>(g, x, dy, run, taps, part),
+                2.. => grad_tile::<2>(g, x, dy, run, taps, part),
+                _ => grad_tile::<1>(g, x, dy, run, taps, part),
+            };
+        }
+    }
+}
+
+/// Adds the products of `run`'s pixels with the first `T` of `taps` to `part`; returns `T`.
+#[inline(always)]
+fn grad_tile<const T: usize>(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    run: &Run,
+    taps: &[(usize, usize)],
+    part: &mut [f32],
+) -> usize {
+    let o_pad = padded_out(g);
+    let mut offsets = [0; T];
+    for (o, &(off, _)) in offsets.iter_mut().zip(taps) {
+        *o = off;
+    }
+    for ob in (0..o_pad).step_by(LANES) {
+        let mut acc = [[0f32; LANES]; T];
+        for p in 0..run.len {
+            let base = run.base(p);
+            let d = load(&dy[(run.q0 + p) * g.o + ob..], g.o - ob);
+            for (acc, &off) in acc.iter_mut().zip(&offsets) {
+                let xv = x[base + off];
+                acc.iter_mut().zip(&d).for_each(|(a, &d)| *a += xv * d);
+            }
+        }
+        for (acc, &(_, row)) in acc.iter().zip(taps) {
+            let dst = &mut part[row * o_pad + ob..][..LANES];
+            dst.iter_mut().zip(acc).for_each(|(d, &a)| *d += a);
+        }
+    }
+    T
+}
