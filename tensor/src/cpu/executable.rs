@@ -2,6 +2,7 @@
 //! fused loops), one arena laid out by the memory plan, and the state buffers.
 
 use super::buffer::AlignedBuf;
+use super::denormals::FlushDenormals;
 use super::kernels::conv::{self, ConvGeometry};
 use super::kernels::fused::{Arg, FusedKind, FusedLoop, FusedOp, FusedOutput};
 use super::kernels::pool2d::{self, PoolGeometry};
@@ -1008,6 +1009,7 @@ impl Executable for CpuExecutable {
     fn run(&mut self, inputs: &[HostSlice<'_>]) -> Result<()> {
         self.check_inputs(inputs)?;
         self.refresh_ptrs(inputs);
+        let _flush = FlushDenormals::new();
         for u in 0..self.units.len() {
             let start = self.profile.is_some().then(std::time::Instant::now);
             let steps = match &self.units[u] {

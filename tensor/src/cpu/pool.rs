@@ -137,6 +137,7 @@ fn claim(s: &Shared) -> Option<usize> {
 }
 
 fn worker_loop(s: &Shared) {
+    super::denormals::flush_forever();
     super::gemm::reserve_thread_buffers();
     super::kernels::fused::reserve_thread_scratch();
     s.started.fetch_add(1, Ordering::Release);
