@@ -145,7 +145,10 @@ fn main() {
     } else {
         args.shapes
     };
-    println!("threads: {threads}");
+    println!(
+        "threads: {threads}, kernels: {}",
+        hasten::tensor::cpu::gemm::kernel_set()
+    );
     println!(
         "{:<28}{:>12}{:>9}{:>12}{:>8}",
         "shape", "hasten GF/s", "µs", "gemm GF/s", "ratio"

@@ -2,6 +2,7 @@
 //! that after the first step a step allocates nothing.
 
 mod buffer;
+mod denormals;
 mod executable;
 pub mod gemm;
 pub mod kernels;
@@ -9,6 +10,7 @@ pub mod pool;
 mod profile;
 pub mod simd;
 mod tiling;
+pub(crate) mod vector;
 
 pub use executable::CpuExecutable;
 
