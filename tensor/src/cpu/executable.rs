@@ -2,6 +2,7 @@
 //! fused loops), one arena laid out by the memory plan, and the state buffers.
 
 use super::buffer::AlignedBuf;
+use super::conv_block::{self, BlockStep, Blocks};
 use super::denormals::FlushDenormals;
 use super::kernels::conv::{self, ConvGeometry};
 use super::kernels::fused::{Arg, FusedKind, FusedLoop, FusedOp, FusedOutput};
@@ -40,6 +41,11 @@ enum Loc {
 enum Step {
     Node {
         id: NodeId,
+        workspace: usize,
+    },
+    /// A fused convolution block (see `conv_block`).
+    Block {
+        step: BlockStep,
         workspace: usize,
     },
     Fused {
@@ -86,6 +92,9 @@ pub struct CpuExecutable {
     /// The arena's first byte (its heap block never moves).
     arena_ptr: *mut u8,
     consts: Vec<AlignedBuf>,
+    /// The codes buffers of fused convolution blocks, and their first bytes.
+    _codes: Vec<Vec<u8>>,
+    codes_ptrs: Vec<*mut u8>,
     state: Vec<StateSlot>,
     input_nodes: Vec<NodeId>,
     input_names: Vec<String>,
@@ -198,8 +207,23 @@ impl CpuExecutable {
         let needed = |id: NodeId| {
             outputs.iter().any(|(_, o)| *o == id) || updates.iter().any(|(_, v)| *v == id)
         };
+        // Fused convolution blocks: their interior values live nowhere.
+        let blocks = if options.fuse {
+            conv_block::find(&graph, &needed)
+        } else {
+            Blocks::default()
+        };
+        let mut block_of = vec![None; n];
+        for (b, step) in blocks.steps.iter().enumerate() {
+            for m in step.members() {
+                block_of[m.0] = Some(b);
+            }
+            for m in step.interior() {
+                locs[m.0] = Loc::Nowhere;
+            }
+        }
         let groups = if options.fuse {
-            fusion::elementwise_groups(&graph, &needed)
+            fusion::elementwise_groups(&graph, &needed, &|id| block_of[id.0].is_some())
         } else {
             Vec::new()
         };
@@ -228,6 +252,16 @@ impl CpuExecutable {
         for (i, node) in nodes.iter().enumerate() {
             let computed = !node.inputs.is_empty() && !node.op.is_view();
             if !computed {
+                continue;
+            }
+            if let Some(b) = block_of[i] {
+                let step = &blocks.steps[b];
+                if step.anchor().0 == i {
+                    steps.push(Step::Block {
+                        step: step.clone(),
+                        workspace: 0,
+                    });
+                }
                 continue;
             }
             match group_of[i] {
@@ -261,7 +295,7 @@ impl CpuExecutable {
                 .clone()
                 .map(|s| match &steps[s] {
                     Step::Node { id, .. } => workspace_bytes(&graph, *id, Some(segment.tile)),
-                    Step::Fused { .. } => 0,
+                    Step::Block { .. } | Step::Fused { .. } => 0,
                 })
                 .max()
                 .unwrap_or(0);
@@ -282,6 +316,7 @@ impl CpuExecutable {
             .map(|step| {
                 let (defines, reads): (Vec<NodeId>, Vec<NodeId>) = match step {
                     Step::Node { id, .. } => (vec![*id], nodes[id.0].inputs.clone()),
+                    Step::Block { step, .. } => (step.defines(), step.reads()),
                     Step::Fused {
                         inputs, outputs, ..
                     } => (outputs.clone(), inputs.clone()),
@@ -299,6 +334,7 @@ impl CpuExecutable {
                         .collect(),
                     workspace: match step {
                         Step::Node { id, .. } => workspace_bytes(&graph, *id, None),
+                        Step::Block { step, .. } => step.workspace_bytes(),
                         Step::Fused { .. } => 0,
                     },
                 }
@@ -339,7 +375,9 @@ impl CpuExecutable {
         for (unit, &offset) in units.iter_mut().zip(&plan.workspace_offsets) {
             match unit {
                 Unit::Step(s) => {
-                    if let Step::Node { workspace, .. } = &mut steps[*s] {
+                    if let Step::Node { workspace, .. } | Step::Block { workspace, .. } =
+                        &mut steps[*s]
+                    {
                         *workspace = offset;
                     }
                 }
@@ -371,7 +409,11 @@ impl CpuExecutable {
                 })
                 .collect()
         });
+        let mut codes: Vec<Vec<u8>> = blocks.codes_bytes.iter().map(|&b| vec![0; b]).collect();
+        let codes_ptrs = codes.iter_mut().map(|c| c.as_mut_ptr()).collect();
         Ok(CpuExecutable {
+            _codes: codes,
+            codes_ptrs,
             steps,
             units,
             locs,
@@ -619,6 +661,12 @@ impl CpuExecutable {
     unsafe fn run_step(&self, s: usize) {
         match &self.steps[s] {
             Step::Node { id, workspace } => self.run_node(*id, self.arena_ptr.add(*workspace)),
+            Step::Block { step, workspace } => step.run(
+                &|id| self.ptrs[id.0],
+                &self.codes_ptrs,
+                self.arena_ptr.add(*workspace),
+                self.pool,
+            ),
             Step::Fused {
                 lp,
                 in_ptrs,
@@ -680,6 +728,7 @@ impl CpuExecutable {
     ) {
         match &self.steps[s] {
             Step::Node { id, .. } => self.run_samples(*id, first, count, workspace),
+            Step::Block { .. } => unreachable!("fused blocks are never tiled"),
             Step::Fused {
                 lp,
                 in_ptrs,
@@ -792,6 +841,7 @@ fn separable(graph: &Graph, locs: &[Loc], step: &Step) -> Option<Separable> {
         Some(())
     };
     match step {
+        Step::Block { .. } => return None,
         Step::Node { id, .. } => {
             let node = &nodes[id.0];
             let batched = batched_operands(&node.op)?;
@@ -868,6 +918,7 @@ fn workspace_bytes(graph: &Graph, id: NodeId, samples: Option<usize>) -> usize {
 fn step_label(graph: &Graph, step: &Step) -> String {
     let nodes = graph.nodes();
     match step {
+        Step::Block { step, .. } => step.label(),
         Step::Node { id, .. } => {
             let node = &nodes[id.0];
             let operands: Vec<String> = node

@@ -227,21 +227,28 @@ mod tests {
 
 /// A buffer that the tasks of one [`WorkerPool::run`] write, each its own disjoint part: the
 /// address of its first element, which (unlike a raw pointer) closures may share.
-#[derive(Clone, Copy, Debug)]
-pub struct SharedMut(*mut f32);
+#[derive(Debug)]
+pub struct SharedMut<T = f32>(*mut T);
+
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
 
 // SAFETY: tasks only write the disjoint parts their callers hand them (see `slice`).
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
 
-impl SharedMut {
+impl<T> SharedMut<T> {
     /// The buffer starting at `first`.
-    pub fn new(first: *mut f32) -> Self {
+    pub fn new(first: *mut T) -> Self {
         SharedMut(first)
     }
 
     /// The address of element `i`; a method, so that closures capture the whole wrapper.
-    pub fn at(self, i: usize) -> *mut f32 {
+    pub fn at(self, i: usize) -> *mut T {
         self.0.wrapping_add(i)
     }
 
@@ -249,7 +256,7 @@ impl SharedMut {
     ///
     /// # Safety
     /// The range must lie inside the buffer, and no other task may touch it meanwhile.
-    pub unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a mut [f32] {
+    pub unsafe fn slice<'a>(self, at: usize, len: usize) -> &'a mut [T] {
         std::slice::from_raw_parts_mut(self.at(at), len)
     }
 }

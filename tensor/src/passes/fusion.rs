@@ -75,10 +75,13 @@ fn fusible(graph: &Graph, id: NodeId) -> bool {
 }
 
 /// Partitions the fusible elementwise nodes of `graph` into groups. `needed_outside(id)` tells
-/// whether a node's value is used beyond the graph's nodes (an output or a state update).
+/// whether a node's value is used beyond the graph's nodes (an output or a state update);
+/// `taken(id)`, whether the backend computes a node inside a kernel of its own (such nodes
+/// join no group).
 pub fn elementwise_groups(
     graph: &Graph,
     needed_outside: &dyn Fn(NodeId) -> bool,
+    taken: &dyn Fn(NodeId) -> bool,
 ) -> Vec<FusionGroup> {
     let nodes = graph.nodes();
     // Inputs, parameters and constants are ready before any step, whenever they were added.
@@ -98,7 +101,7 @@ pub fn elementwise_groups(
     };
     for (i, node) in nodes.iter().enumerate() {
         let id = NodeId(i);
-        if !fusible(graph, id) {
+        if taken(id) || !fusible(graph, id) {
             close_readers(&mut closed, &group_of, i);
             continue;
         }
@@ -156,7 +159,7 @@ mod tests {
     use crate::ir::UnaryOp;
 
     fn groups_of(g: &Graph) -> Vec<FusionGroup> {
-        elementwise_groups(g, &|_| false)
+        elementwise_groups(g, &|_| false, &|_| false)
     }
 
     #[test]

@@ -369,6 +369,8 @@ pub fn conv2d_grad_input(
 
 /// The small-patch kernels.
 mod direct;
+/// Convolution, bias, ReLU and pooling fused.
+pub mod pooled;
 
 #[cfg(test)]
 mod tests {
@@ -501,6 +503,125 @@ mod tests {
                 }
             },
         );
+    }
+
+    /// `p = max_pool(relu(conv2d(x, w) + b))` and its gradients `(dw, db, dz)` for `dp`, from
+    /// the separate kernels.
+    fn unfused_pooled_conv(
+        g: &pooled::PooledConv,
+        (x, w, b, dp): (&[f32], &[f32], &[f32], &[f32]),
+        pool: &WorkerPool,
+    ) -> [Vec<f32>; 4] {
+        use crate::cpu::kernels::pool2d::{max_pool, max_pool_grad, PoolGeometry};
+        let c = &g.conv;
+        let mut z = vec![0f32; c.n * c.oh * c.ow * c.o];
+        let mut ws = vec![0f32; c.workspace_elements()];
+        conv2d_im2col(c, x, w, &mut z, &mut ws, pool);
+        for row in z.chunks_exact_mut(c.o) {
+            row.iter_mut().zip(b).for_each(|(v, &b)| *v += b);
+        }
+        let r: Vec<f32> = z
+            .iter()
+            .map(|&v| if g.relu { v.max(0.0) } else { v })
+            .collect();
+        let attrs = crate::ir::Pool2dAttrs {
+            window: g.window,
+            stride: g.window,
+            padding: Padding2d::default(),
+        };
+        let pg = PoolGeometry::new(&[c.n, c.oh, c.ow, c.o], &[c.n, g.ph, g.pw, c.o], attrs);
+        let mut p = vec![0f32; g.pooled_len()];
+        max_pool(&pg, &r, &mut p, pool);
+        let mut dz = vec![0f32; z.len()];
+        max_pool_grad(&pg, &r, dp, &mut dz, pool);
+        for (d, &r) in dz.iter_mut().zip(&r) {
+            if g.relu && r <= 0.0 {
+                *d = 0.0;
+            }
+        }
+        let mut db = vec![0f32; c.o];
+        for row in dz.chunks_exact(c.o) {
+            db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
+        }
+        let mut dw = vec![0f32; c.patch() * c.o];
+        conv2d_grad_filter_im2col(c, x, &dz, &mut dw, &mut ws, pool);
+        [p, dw, db, dz]
+    }
+
+    #[test]
+    fn pooled_conv_matches_the_separate_kernels() {
+        let mut checked = 0;
+        for (k, case) in CASES.into_iter().enumerate() {
+            let c = geometry(case);
+            for (window, relu) in [([2, 2], true), ([3, 2], true), ([2, 1], false)] {
+                let Some(g) = pooled::PooledConv::new(c, window, relu) else {
+                    continue;
+                };
+                // Small integers make many windows tie, whose gradient goes to the first
+                // cell holding the maximum.
+                let ties = k % 2 == 0;
+                let q = |v: Vec<f32>| -> Vec<f32> {
+                    if ties {
+                        v.iter().map(|x| (x * 2.0).round()).collect()
+                    } else {
+                        v
+                    }
+                };
+                let x = q(values(c.n * c.h * c.w * c.c, 7));
+                let w = q(values(c.patch() * c.o, 8));
+                let b = q(values(c.o, 9));
+                let dp = values(g.pooled_len(), 10);
+                let mut outputs = Vec::new();
+                for threads in [1, 3] {
+                    let pool = WorkerPool::new(threads);
+                    let want = unfused_pooled_conv(&g, (&x, &w, &b, &dp), &pool);
+                    let mut ws = vec![f32::NAN; g.forward_workspace().max(g.backward_workspace())];
+                    let mut p = vec![f32::NAN; g.pooled_len()];
+                    let mut codes = vec![0u8; g.pooled_len()];
+                    pooled::forward(
+                        &g,
+                        &x,
+                        &w,
+                        Some(&b),
+                        &mut p,
+                        Some(&mut codes),
+                        &mut ws,
+                        &pool,
+                    );
+                    let mut dw = vec![f32::NAN; w.len()];
+                    let mut db = vec![f32::NAN; c.o];
+                    let mut dz = vec![f32::NAN; want[3].len()];
+                    pooled::backward(
+                        &g,
+                        &x,
+                        &dp,
+                        &codes,
+                        &mut dw,
+                        Some(&mut db),
+                        Some(&mut dz),
+                        &mut ws,
+                        &pool,
+                    );
+                    let what =
+                        |name: &str| format!("case {k}, window {window:?}, relu {relu}: {name}");
+                    for (name, got, want) in [
+                        ("p", &p, &want[0]),
+                        ("dw", &dw, &want[1]),
+                        ("db", &db, &want[2]),
+                        ("dz", &dz, &want[3]),
+                    ] {
+                        assert_close(got, want, &what(name));
+                    }
+                    outputs.push([p, dw, db, dz]);
+                }
+                assert_eq!(
+                    outputs[0], outputs[1],
+                    "case {k}: the pool changed the result"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 12, "only {checked} pooled cases");
     }
 
     #[test]

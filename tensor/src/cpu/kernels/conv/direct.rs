@@ -229,39 +229,73 @@ pub(super) fn conv2d(
     ws: &mut [f32],
     pool: &WorkerPool,
 ) {
-    let o_pad = padded_out(g);
-    let wp = &mut ws[..g.patch() * o_pad];
-    for (dst, src) in wp.chunks_exact_mut(o_pad).zip(w.chunks_exact(g.o)) {
-        dst[..g.o].copy_from_slice(src);
-        dst[g.o..].fill(0.0);
-    }
+    let wp = &mut ws[..padded_filter_len(g)];
+    pad_filter(g, w, wp);
     let wp = &*wp;
     let rows = rows(g);
     let tasks = (pool.threads() * TASKS_PER_THREAD).min(rows);
     let out = SharedMut::new(y.as_mut_ptr());
     pool.run(tasks, &|t| {
-        let mut forward = Forward { g, x, w: wp, out };
+        let rows = split(rows, tasks, t);
+        // SAFETY: the task's output rows are its own.
+        let y = unsafe { out.slice(rows.start * g.ow * g.o, rows.len() * g.ow * g.o) };
         simd::dispatch(
             #[inline(always)]
-            || for_each_run(g, split(rows, tasks, t), &mut forward),
+            || forward_rows(g, x, wp, rows, y),
         );
     });
 }
 
-/// The forward pass over runs, from the padded filter `w`, into the output at `out`.
+/// Elements of the filter padded to whole blocks of output channels.
+pub(super) fn padded_filter_len(g: &ConvGeometry) -> usize {
+    g.patch() * padded_out(g)
+}
+
+/// Copies the `[patch, O]` filter `w` into `dst` with rows padded to whole blocks.
+pub(super) fn pad_filter(g: &ConvGeometry, w: &[f32], dst: &mut [f32]) {
+    let o_pad = padded_out(g);
+    for (dst, src) in dst.chunks_exact_mut(o_pad).zip(w.chunks_exact(g.o)) {
+        dst[..g.o].copy_from_slice(src);
+        dst[g.o..].fill(0.0);
+    }
+}
+
+/// Output rows `rows` (`img·OH + oy`) of the convolution with the padded filter `wp`, into
+/// `y` (those rows only, `OW · O` values each). Call inside [`simd::dispatch`].
+#[inline(always)]
+pub(super) fn forward_rows(
+    g: &ConvGeometry,
+    x: &[f32],
+    wp: &[f32],
+    rows: Range<usize>,
+    y: &mut [f32],
+) {
+    let first_pixel = rows.start * g.ow;
+    let mut forward = Forward {
+        g,
+        x,
+        w: wp,
+        y,
+        first_pixel,
+    };
+    for_each_run(g, rows, &mut forward);
+}
+
+/// The forward pass over runs, from the padded filter `w`, into `y`, which starts at output
+/// pixel `first_pixel`.
 struct Forward<'a> {
     g: &'a ConvGeometry,
     x: &'a [f32],
     w: &'a [f32],
-    out: SharedMut,
+    y: &'a mut [f32],
+    first_pixel: usize,
 }
 
 impl Visit for Forward<'_> {
     #[inline(always)]
     fn run(&mut self, run: &Run) {
         let g = self.g;
-        // SAFETY: the run's output pixels lie in the rows of the task visiting it.
-        let y = unsafe { self.out.slice(run.q0 * g.o, run.len * g.o) };
+        let y = &mut self.y[(run.q0 - self.first_pixel) * g.o..][..run.len * g.o];
         let mut p = 0;
         while p < run.len {
             let y = &mut y[p * g.o..];
@@ -337,28 +371,55 @@ pub(super) fn conv2d_grad_filter(
     ws: &mut [f32],
     pool: &WorkerPool,
 ) {
-    let o_pad = padded_out(g);
-    let (rows, parts, size) = (rows(g), grad_parts(g), g.patch() * o_pad);
+    let (rows, parts, size) = (rows(g), grad_parts(g), padded_filter_len(g));
     let partials = SharedMut::new(ws.as_mut_ptr());
     pool.run(parts, &|t| {
         // SAFETY: partial `t` is written by this task only.
         let part = unsafe { partials.slice(t * size, size) };
-        let mut grad = GradFilter { g, x, dy, part };
+        let rows = split(rows, parts, t);
+        let dy = &dy[rows.start * g.ow * g.o..][..rows.len() * g.ow * g.o];
         simd::dispatch(
             #[inline(always)]
             || {
-                grad.part.fill(0.0);
-                for_each_run(g, split(rows, parts, t), &mut grad);
+                part.fill(0.0);
+                grad_filter_rows(g, x, dy, rows, part);
             },
         );
     });
-    let ws = &ws[..parts * size];
+    sum_partials(g, &ws[..parts * size], dw);
+}
+
+/// Adds the filter gradient of output rows `rows` (`img·OH + oy`), whose gradient `dy` holds
+/// (those rows only), to the padded `[patch, O]` partial `part`. Call inside
+/// [`simd::dispatch`].
+#[inline(always)]
+pub(super) fn grad_filter_rows(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    rows: Range<usize>,
+    part: &mut [f32],
+) {
+    let first_pixel = rows.start * g.ow;
+    let mut grad = GradFilter {
+        g,
+        x,
+        dy,
+        part,
+        first_pixel,
+    };
+    for_each_run(g, rows, &mut grad);
+}
+
+/// `dw = Σ partials` (padded `[patch, O]` each, [`padded_filter_len`] apart), in order.
+pub(super) fn sum_partials(g: &ConvGeometry, partials: &[f32], dw: &mut [f32]) {
+    let (o_pad, size) = (padded_out(g), padded_filter_len(g));
     simd::dispatch(
         #[inline(always)]
         || {
             for (row, dst) in dw.chunks_exact_mut(g.o).enumerate() {
-                dst.copy_from_slice(&ws[row * o_pad..][..g.o]);
-                for part in ws.chunks_exact(size).skip(1) {
+                dst.copy_from_slice(&partials[row * o_pad..][..g.o]);
+                for part in partials.chunks_exact(size).skip(1) {
                     let src = &part[row * o_pad..][..g.o];
                     dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
                 }
@@ -367,18 +428,22 @@ pub(super) fn conv2d_grad_filter(
     );
 }
 
-/// The filter gradient over runs, summed into one partial.
+/// The filter gradient over runs, summed into one partial; `dy` starts at output pixel
+/// `first_pixel`.
 struct GradFilter<'a> {
     g: &'a ConvGeometry,
     x: &'a [f32],
     dy: &'a [f32],
     part: &'a mut [f32],
+    first_pixel: usize,
 }
 
 impl Visit for GradFilter<'_> {
     #[inline(always)]
     fn run(&mut self, run: &Run) {
-        let (g, x, dy) = (self.g, self.x, self.dy);
+        let (g, x) = (self.g, self.x);
+        // The run's gradient rows, from its first pixel.
+        let dy = &self.dy[(run.q0 - self.first_pixel) * g.o..];
         let part = &mut *self.part;
         let mut i = 0;
         while i < run.taps.len() {
@@ -393,7 +458,8 @@ impl Visit for GradFilter<'_> {
     }
 }
 
-/// Adds the products of `run`'s pixels with the first `T` of `taps` to `part`; returns `T`.
+/// Adds the products of `run`'s pixels (whose gradient rows `dy` starts with) with the first
+/// `T` of `taps` to `part`; returns `T`.
 #[inline(always)]
 fn grad_tile<const T: usize>(
     g: &ConvGeometry,
@@ -412,7 +478,7 @@ fn grad_tile<const T: usize>(
         let mut acc = [[0f32; LANES]; T];
         for p in 0..run.len {
             let base = run.base(p);
-            let d = load(&dy[(run.q0 + p) * g.o + ob..], g.o - ob);
+            let d = load(&dy[p * g.o + ob..], g.o - ob);
             for (acc, &off) in acc.iter_mut().zip(&offsets) {
                 let xv = x[base + off];
                 acc.iter_mut().zip(&d).for_each(|(a, &d)| *a += xv * d);
