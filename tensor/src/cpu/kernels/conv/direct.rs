@@ -16,7 +16,7 @@ use std::ops::Range;
 /// Output channels in one block of a tile (one AVX-512 vector); the filter (forward) and
 /// the partial sums (gradient) have their rows padded to a multiple of it. Forward tiles
 /// take two blocks where there is room.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 /// Output pixels a forward tile computes together.
 const PIXELS: usize = 4;
 /// Filter taps a gradient tile accumulates together.
@@ -194,7 +194,7 @@ fn for_each_run(g: &ConvGeometry, rows: Range<usize>, visit: &mut impl Visit) {
 
 /// `src[..n]` (with `n` clipped to [`LANES`]) as a block, zero beyond `n`.
 #[inline(always)]
-fn load(src: &[f32], n: usize) -> [f32; LANES] {
+pub(super) fn load(src: &[f32], n: usize) -> [f32; LANES] {
     if n >= LANES {
         return src[..LANES].try_into().unwrap();
     }

@@ -26,8 +26,8 @@ pub const NO_GRADIENT: u8 = u8::MAX;
 /// Tasks of the forward pass and partial sums of the gradient: a fixed count, so that the
 /// order of the gradient's sum, and its rounding, does not depend on the pool.
 const PARTS: usize = 16;
-/// Channels handled together in the pooling loops (one AVX-512 vector).
-const BLOCK: usize = 16;
+/// Channels handled together in the pooling loops (one AVX-512 vector, as in `direct`).
+const BLOCK: usize = direct::LANES;
 
 /// A convolution followed by an optional bias, an optional ReLU and a max-pooling whose
 /// windows tile the convolution's output.
@@ -174,7 +174,7 @@ fn pool_row(g: &PooledConv, rows: &[f32], bias: &[f32], out: &mut [f32], codes: 
     for px in 0..g.pw {
         for c0 in (0..o).step_by(BLOCK) {
             let n = BLOCK.min(o - c0);
-            let b = block(&bias[c0..], n, 0.0);
+            let b = direct::load(&bias[c0..], n);
             // Branch-free over whole blocks, so that the loop vectorises; strictly greater:
             // the first cell holding the maximum wins.
             let mut best = biased(&rows[px * ww * o + c0..], &b, n);
@@ -207,22 +207,11 @@ fn pool_row(g: &PooledConv, rows: &[f32], bias: &[f32], out: &mut [f32], codes: 
 /// `src[..n] + b` as a block (zero beyond `n`).
 #[inline(always)]
 fn biased(src: &[f32], b: &[f32; BLOCK], n: usize) -> [f32; BLOCK] {
-    let src = block(src, n, 0.0);
+    let src = direct::load(src, n);
     let mut v = [0.0; BLOCK];
     for l in 0..BLOCK {
         v[l] = src[l] + b[l];
     }
-    v
-}
-
-/// `src[..n]` (with `n` at most [`BLOCK`]) as a block, `fill` beyond `n`.
-#[inline(always)]
-fn block(src: &[f32], n: usize, fill: f32) -> [f32; BLOCK] {
-    if n >= BLOCK {
-        return src[..BLOCK].try_into().unwrap();
-    }
-    let mut v = [fill; BLOCK];
-    v[..n].copy_from_slice(&src[..n]);
     v
 }
 
