@@ -11,6 +11,7 @@ use crate::{Error, Result};
 use hasten_tensor::{Backend, CpuBackend, HostData, HostSlice, HostTensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -349,14 +350,16 @@ impl Sequential {
 
     /// Class scores for every sample (Keras's `predict`), in batches of `batch_size`.
     pub fn predict(&mut self, x: &HostTensor, batch_size: usize) -> Result<HostTensor> {
-        let data = self.dataset(x, None)?;
+        // The samples are read in place: copying a test set first cost more than predicting.
+        let (values, samples) = self.input_values(x)?;
         let built = self.built.clone().ok_or(Error::NotCompiled)?;
+        let row_len: usize = built.input_shape.iter().product();
         let out_len: usize = built.output_shape().iter().product();
-        let mut out = Vec::with_capacity(data.len * out_len);
+        let mut out = Vec::with_capacity(samples * out_len);
         let batch_size = batch_size.max(1);
-        for start in (0..data.len).step_by(batch_size) {
-            let n = batch_size.min(data.len - start);
-            let rows = &data.x[start * data.row_len..(start + n) * data.row_len];
+        for start in (0..samples).step_by(batch_size) {
+            let n = batch_size.min(samples - start);
+            let rows = &values[start * row_len..(start + n) * row_len];
             self.with_runtime(|model, rt| {
                 let exe =
                     rt.activate((Mode::Predict, n), false, || model.predict_graph(&built, n))?;
@@ -373,7 +376,7 @@ impl Sequential {
                 Ok(())
             })?;
         }
-        let mut dims = vec![data.len];
+        let mut dims = vec![samples];
         dims.extend_from_slice(built.output_shape());
         Ok(HostTensor::f32(dims, out)?)
     }
@@ -401,9 +404,9 @@ impl Sequential {
         Ok(sums.mean())
     }
 
-    /// Checks and converts user data: `x` must be `[samples, ..input]` and `y` must suit the
-    /// loss.
-    pub(crate) fn dataset(&mut self, x: &HostTensor, y: Option<&HostTensor>) -> Result<Dataset> {
+    /// Checks that `x` is `[samples, ..input]` and returns its samples as `f32`s (borrowed
+    /// when they already are) and the sample count.
+    fn input_values<'x>(&mut self, x: &'x HostTensor) -> Result<(Cow<'x, [f32]>, usize)> {
         self.build()?;
         let built = self.built.as_ref().ok_or(Error::NotCompiled)?;
         let row_len: usize = built.input_shape.iter().product();
@@ -417,14 +420,24 @@ impl Sequential {
                 built.input_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
             )));
         }
-        let x_data = match &x.data {
-            HostData::F32(v) => v.clone(),
-            HostData::U8(v) => v.iter().map(|&p| p as f32).collect(),
-            HostData::I32(v) => v.iter().map(|&p| p as f32).collect(),
+        let values = match &x.data {
+            HostData::F32(v) => Cow::Borrowed(v.as_slice()),
+            HostData::U8(v) => Cow::Owned(v.iter().map(|&p| p as f32).collect()),
+            HostData::I32(v) => Cow::Owned(v.iter().map(|&p| p as f32).collect()),
             HostData::Bool(_) => {
                 return Err(Error::BadData("x must be numeric, found bool".into()))
             }
         };
+        Ok((values, samples))
+    }
+
+    /// Checks and converts user data: `x` must be `[samples, ..input]` and `y` must suit the
+    /// loss.
+    pub(crate) fn dataset(&mut self, x: &HostTensor, y: Option<&HostTensor>) -> Result<Dataset> {
+        let (values, samples) = self.input_values(x)?;
+        let x_data = values.into_owned();
+        let built = self.built.as_ref().ok_or(Error::NotCompiled)?;
+        let row_len: usize = built.input_shape.iter().product();
         let labels = match y {
             None => Labels::None,
             Some(y) => {

@@ -1,6 +1,7 @@
 //! Elementwise math: the scalar definitions every other path (fused loops, other backends'
 //! references) agrees with, and the general broadcasting kernels.
 
+use super::exp::exp;
 use super::{advance, broadcast_strides, Small};
 use crate::ir::{BinaryOp, CompareOp, UnaryOp};
 
@@ -9,12 +10,12 @@ use crate::ir::{BinaryOp, CompareOp, UnaryOp};
 pub fn unary(op: UnaryOp, x: f32) -> f32 {
     match op {
         UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
+        UnaryOp::Exp => exp(x),
         UnaryOp::Log => x.ln(),
         UnaryOp::Sqrt => x.sqrt(),
         UnaryOp::Rsqrt => 1.0 / x.sqrt(),
         UnaryOp::Relu => x.max(0.0),
-        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Sigmoid => 1.0 / (1.0 + exp(-x)),
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Abs => x.abs(),
         UnaryOp::Square => x * x,

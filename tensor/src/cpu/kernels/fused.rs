@@ -327,6 +327,7 @@ fn unary_row(op: UnaryOp, x: &[f32], out: &mut [f32]) {
     }
     match op {
         UnaryOp::Neg => each!(|v: f32| -v),
+        UnaryOp::Exp => each!(super::exp::exp),
         UnaryOp::Relu => each!(|v: f32| v.max(0.0)),
         UnaryOp::Sqrt => each!(|v: f32| v.sqrt()),
         UnaryOp::Rsqrt => each!(|v: f32| 1.0 / v.sqrt()),
@@ -437,9 +438,16 @@ unsafe fn load(ptr: *const u8, access: Access, is_bool: bool, start: usize, dst:
                 }
             }
         }
-        Access::Leading(inner) => dst
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, d)| *d = get((start + i) / inner)),
+        Access::Leading(inner) => {
+            // Runs of one repeated value; one division per chunk, not per element.
+            let (mut row, mut j, mut i) = (start / inner, start % inner, 0);
+            while i < dst.len() {
+                let run = (inner - j).min(dst.len() - i);
+                dst[i..i + run].fill(get(row));
+                i += run;
+                row += 1;
+                j = 0;
+            }
+        }
     }
 }

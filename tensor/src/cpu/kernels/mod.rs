@@ -3,6 +3,7 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod exp;
 pub mod fused;
 pub mod layout;
 pub mod matmul;
