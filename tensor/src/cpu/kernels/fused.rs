@@ -2,6 +2,7 @@
 //! in L1, each member op writing a chunk-sized scratch row that later members read, and only
 //! the group's outputs reach memory.
 
+use super::adam_update::AdamUpdate;
 use super::elementwise::{binary, unary};
 use crate::cpu::pool::WorkerPool;
 use crate::cpu::simd;
@@ -87,6 +88,8 @@ pub struct FusedLoop {
     /// For each member, the output slot it is computed straight into (`f32` outputs), so its
     /// value never passes through a scratch row.
     direct: Vec<Option<usize>>,
+    /// A hand-written loop for this group's expression, if it has one.
+    special: Option<AdamUpdate>,
 }
 
 #[derive(Clone, Copy)]
@@ -101,6 +104,15 @@ unsafe impl Sync for Ptrs<'_> {}
 impl FusedLoop {
     /// A loop over `len` elements computing `ops` and storing `outputs`.
     pub fn new(len: usize, ops: Vec<FusedOp>, outputs: Vec<FusedOutput>) -> Self {
+        let special = AdamUpdate::recognise(&ops, &outputs);
+        FusedLoop {
+            special,
+            ..Self::generic(len, ops, outputs)
+        }
+    }
+
+    /// As [`FusedLoop::new`], always running the generic member-by-member loop.
+    pub fn generic(len: usize, ops: Vec<FusedOp>, outputs: Vec<FusedOutput>) -> Self {
         let mut direct = vec![None; ops.len()];
         for o in outputs.iter().filter(|o| !o.is_bool) {
             direct[o.member] = Some(o.slot);
@@ -110,7 +122,13 @@ impl FusedLoop {
             ops,
             outputs,
             direct,
+            special: None,
         }
+    }
+
+    /// Whether a hand-written loop runs this group.
+    pub fn is_special(&self) -> bool {
+        self.special.is_some()
     }
 
     /// Runs the loop. `inputs[slot]` points at each external operand, `outputs[slot]` at each
@@ -152,6 +170,10 @@ impl FusedLoop {
         inputs: &[*const u8],
         outputs: &[*mut u8],
     ) {
+        if let Some(special) = &self.special {
+            special.run_range(lo, hi, inputs, outputs);
+            return;
+        }
         let ptrs = Ptrs { inputs, outputs };
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();

@@ -1,6 +1,7 @@
 //! CPU kernels, one family per file. They work on plain slices; the executable resolves
 //! node ids to memory and guarantees that outputs never overlap operands.
 
+pub mod adam_update;
 pub mod conv;
 pub mod elementwise;
 pub mod exp;
