@@ -7,10 +7,19 @@
 //! (at absolute offsets), so padding costs nothing. The kernels keep small tiles of sums in
 //! registers: the forward pass a few pixels × [`LANES`] output channels, the filter gradient a
 //! few taps × [`LANES`] output channels.
+//!
+//! Both tiles spell their vectors out through [`Simd`] (as the GEMM microkernels do) and
+//! multiply-add with FMA: written as `[f32; L]` loops, LLVM kept the sums in registers but
+//! issued a separate multiply and add per product and a bounds check per input value, and ran
+//! at about a quarter of the FMA rate. As with the GEMM, a CPU without FMA (the baseline
+//! level) rounds each product separately, so its results differ in the last bits.
 
 use super::{ConvGeometry, DIRECT_MAX_PATCH};
 use crate::cpu::pool::{SharedMut, WorkerPool};
 use crate::cpu::simd;
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::vector::{Avx2, Avx512};
+use crate::cpu::vector::{Portable, Simd};
 use std::ops::Range;
 
 /// Output channels in one block of a tile (one AVX-512 vector); the filter (forward) and
@@ -18,9 +27,7 @@ use std::ops::Range;
 /// take two blocks where there is room.
 pub(super) const LANES: usize = 16;
 /// Output pixels a forward tile computes together.
-const PIXELS: usize = 4;
-/// Filter taps a gradient tile accumulates together.
-const TAPS: usize = 8;
+const PIXELS: usize = 8;
 /// Partial sums of the filter gradient, one per task. A fixed count rather than one per
 /// thread, so that the order of the sum, and its rounding, does not depend on the pool.
 const GRAD_PARTS: usize = 16;
@@ -203,23 +210,6 @@ pub(super) fn load(src: &[f32], n: usize) -> [f32; LANES] {
     v
 }
 
-/// Stores the first `n` (clipped to `L`) values of `v` at `dst`.
-///
-/// Lane by lane: a copy of the block, and worse one of variable length, would keep the
-/// block (and the whole tile of sums with it) in memory rather than in registers.
-#[inline(always)]
-fn store<const L: usize>(dst: &mut [f32], v: [f32; L], n: usize) {
-    if n >= L {
-        dst[..L].iter_mut().zip(v).for_each(|(d, v)| *d = v);
-        return;
-    }
-    for l in 0..L {
-        if l < n {
-            dst[l] = v[l];
-        }
-    }
-}
-
 /// `y = conv2d(x, w)` for small patches; parallel over output rows.
 pub(super) fn conv2d(
     g: &ConvGeometry,
@@ -299,10 +289,11 @@ impl Visit for Forward<'_> {
         let mut p = 0;
         while p < run.len {
             let y = &mut y[p * g.o..];
-            p += if run.len - p >= PIXELS {
-                forward_pixels::<PIXELS>(g, self.x, self.w, run, p, y)
-            } else {
-                forward_pixels::<1>(g, self.x, self.w, run, p, y)
+            p += match run.len - p {
+                PIXELS.. => forward_pixels::<PIXELS>(g, self.x, self.w, run, p, y),
+                4.. => forward_pixels::<4>(g, self.x, self.w, run, p, y),
+                2.. => forward_pixels::<2>(g, self.x, self.w, run, p, y),
+                _ => forward_pixels::<1>(g, self.x, self.w, run, p, y),
             };
         }
     }
@@ -335,7 +326,8 @@ fn forward_pixels<const P: usize>(
     P
 }
 
-/// Output channels `ob..ob + L` of the `P` pixels at input `bases`; returns `L`.
+/// Output channels `ob..ob + L` of the `P` pixels at input `bases`; returns `L`. Picks the
+/// vector type of the instruction set [`simd::dispatch`] compiled the caller for.
 #[inline(always)]
 fn forward_tile<const P: usize, const L: usize>(
     g: &ConvGeometry,
@@ -347,18 +339,101 @@ fn forward_tile<const P: usize, const L: usize>(
     y: &mut [f32],
 ) -> usize {
     let o_pad = padded_out(g);
-    let mut acc = [[0f32; L]; P];
-    for &(off, row) in taps {
-        let wv: &[f32; L] = w[row * o_pad + ob..][..L].try_into().unwrap();
-        for (acc, &base) in acc.iter_mut().zip(&bases) {
-            let xv = x[base + off];
-            acc.iter_mut().zip(wv).for_each(|(a, &w)| *a += xv * w);
+    let n = L.min(g.o - ob);
+    check_taps(x.len(), taps, &bases);
+    assert!(w.len() >= taps.len().max(1) * o_pad && y.len() >= (P - 1) * g.o + ob + n);
+    let tile = Tile {
+        x: x.as_ptr(),
+        w: w[ob..].as_ptr(),
+        o_pad,
+        taps,
+        y: y[ob..].as_mut_ptr(),
+        ldy: g.o,
+        n,
+    };
+    // SAFETY: the checks above cover every read and write of the tile; the vector types'
+    // instructions are present wherever `dispatch` chose their level.
+    unsafe {
+        match simd::level() {
+            #[cfg(target_arch = "x86_64")]
+            simd::Level::Avx512 => forward_vectors::<Avx512, P, L>(&tile, bases),
+            #[cfg(target_arch = "x86_64")]
+            simd::Level::Avx2 => forward_vectors::<Avx2, P, L>(&tile, bases),
+            _ => forward_vectors::<Portable, P, L>(&tile, bases),
         }
     }
-    for (p, acc) in acc.into_iter().enumerate() {
-        store(&mut y[p * g.o + ob..], acc, g.o - ob);
-    }
     L
+}
+
+/// Panics unless every tap of every base lies inside an input of `len` values, so that the
+/// tiles can read the input unchecked.
+#[inline(always)]
+fn check_taps<const P: usize>(len: usize, taps: &[(usize, usize)], bases: &[usize; P]) {
+    // Plain loops: iterator adaptors' closures would not be inlined into the wide code.
+    let (mut top, mut base) = (0, 0);
+    for &(off, _) in taps {
+        top = top.max(off);
+    }
+    for &b in bases {
+        base = base.max(b);
+    }
+    assert!(
+        taps.is_empty() || base + top < len,
+        "a tap lies outside the input"
+    );
+}
+
+/// One forward tile's operands, as checked pointers.
+struct Tile<'a> {
+    /// The input.
+    x: *const f32,
+    /// The padded filter, from the tile's first channel.
+    w: *const f32,
+    o_pad: usize,
+    taps: &'a [(usize, usize)],
+    /// The first pixel's output, from the tile's first channel; pixels `ldy` apart.
+    y: *mut f32,
+    ldy: usize,
+    /// Channels stored (`≤ L`).
+    n: usize,
+}
+
+/// The tile's sums in `P × L/LANES` vector registers: per tap, `L/LANES` filter vectors
+/// loaded once and one input value broadcast per pixel, then a multiply-add each.
+///
+/// # Safety
+/// The tile's pointers must be valid as [`forward_tile`] checks, and `S`'s instructions
+/// present.
+#[inline(always)]
+unsafe fn forward_vectors<S: Simd, const P: usize, const L: usize>(t: &Tile, bases: [usize; P]) {
+    const MAX_VECTORS: usize = 4;
+    let nv = L / S::LANES;
+    debug_assert!(nv <= MAX_VECTORS && nv * S::LANES == L);
+    let mut acc = [[S::zero(); MAX_VECTORS]; P];
+    for &(off, row) in t.taps {
+        let wp = t.w.add(row * t.o_pad);
+        let mut wv = [S::zero(); MAX_VECTORS];
+        for (v, wv) in wv.iter_mut().enumerate().take(nv) {
+            *wv = S::load(wp.add(v * S::LANES));
+        }
+        for (acc, &base) in acc.iter_mut().zip(&bases) {
+            let xv = S::splat(*t.x.add(base + off));
+            for (acc, &wv) in acc.iter_mut().zip(&wv).take(nv) {
+                *acc = S::mul_add(*acc, xv, wv);
+            }
+        }
+    }
+    for (p, acc) in acc.iter().enumerate() {
+        let dst = t.y.add(p * t.ldy);
+        for (v, &sum) in acc.iter().enumerate().take(nv) {
+            let c = v * S::LANES;
+            if c + S::LANES <= t.n {
+                S::store(dst.add(c), sum);
+            } else if c < t.n {
+                S::store_first(dst.add(c), sum, t.n - c);
+            }
+        }
+    }
 }
 
 /// `dw = Σ patchesᵀ · dy` for small patches: each task sums its output rows into its own
@@ -441,53 +516,139 @@ struct GradFilter<'a> {
 impl Visit for GradFilter<'_> {
     #[inline(always)]
     fn run(&mut self, run: &Run) {
-        let (g, x) = (self.g, self.x);
+        let g = self.g;
         // The run's gradient rows, from its first pixel.
         let dy = &self.dy[(run.q0 - self.first_pixel) * g.o..];
-        let part = &mut *self.part;
-        let mut i = 0;
-        while i < run.taps.len() {
-            let taps = &run.taps[i..];
-            i += match taps.len() {
-                TAPS.. => grad_tile::<TAPS>(g, x, dy, run, taps, part),
-                4.. => grad_tile::<4>(g, x, dy, run, taps, part),
-                2.. => grad_tile::<2>(g, x, dy, run, taps, part),
-                _ => grad_tile::<1>(g, x, dy, run, taps, part),
-            };
+        let o_pad = padded_out(g);
+        check_taps(
+            self.x.len(),
+            run.taps,
+            &[run.base(0), run.base(run.len.max(1) - 1)],
+        );
+        assert!(
+            dy.len() >= (run.len.max(1) - 1) * g.o + g.o
+                && self.part.len() >= run_rows(run) * o_pad
+        );
+        let level = simd::level();
+        let mut ob = 0;
+        while ob < o_pad {
+            let wide = o_pad - ob >= 2 * LANES;
+            let mut i = 0;
+            while i < run.taps.len() {
+                let t = GradTile {
+                    x: self.x.as_ptr(),
+                    dy: dy.as_ptr(),
+                    ldy: g.o,
+                    n: g.o - ob,
+                    part: self.part.as_mut_ptr(),
+                    o_pad,
+                    ob,
+                    taps: &run.taps[i..],
+                };
+                // SAFETY: checked above: every tap of every pixel lies in the input, every
+                // pixel's gradient row in `dy` and every tap's row in the partial.
+                i += unsafe {
+                    match (run.taps.len() - i, wide) {
+                        (9.., true) => grad_tile::<9, 2>(level, &t, run),
+                        (3.., true) => grad_tile::<3, 2>(level, &t, run),
+                        (_, true) => grad_tile::<1, 2>(level, &t, run),
+                        (9.., false) => grad_tile::<9, 1>(level, &t, run),
+                        (3.., false) => grad_tile::<3, 1>(level, &t, run),
+                        (_, false) => grad_tile::<1, 1>(level, &t, run),
+                    }
+                };
+            }
+            ob += if wide { 2 * LANES } else { LANES };
         }
     }
 }
 
-/// Adds the products of `run`'s pixels (whose gradient rows `dy` starts with) with the first
-/// `T` of `taps` to `part`; returns `T`.
+/// Rows of the `[patch, O]` partial a run's taps reach.
 #[inline(always)]
-fn grad_tile<const T: usize>(
-    g: &ConvGeometry,
-    x: &[f32],
-    dy: &[f32],
-    run: &Run,
-    taps: &[(usize, usize)],
-    part: &mut [f32],
-) -> usize {
-    let o_pad = padded_out(g);
-    let mut offsets = [0; T];
-    for (o, &(off, _)) in offsets.iter_mut().zip(taps) {
-        *o = off;
+fn run_rows(run: &Run) -> usize {
+    let mut top = 0;
+    for &(_, row) in run.taps {
+        top = top.max(row + 1);
     }
-    for ob in (0..o_pad).step_by(LANES) {
-        let mut acc = [[0f32; LANES]; T];
-        for p in 0..run.len {
-            let base = run.base(p);
-            let d = load(&dy[p * g.o + ob..], g.o - ob);
-            for (acc, &off) in acc.iter_mut().zip(&offsets) {
-                let xv = x[base + off];
-                acc.iter_mut().zip(&d).for_each(|(a, &d)| *a += xv * d);
-            }
-        }
-        for (acc, &(_, row)) in acc.iter().zip(taps) {
-            let dst = &mut part[row * o_pad + ob..][..LANES];
-            dst.iter_mut().zip(acc).for_each(|(d, &a)| *d += a);
-        }
+    top
+}
+
+/// One gradient tile's operands, as checked pointers.
+struct GradTile<'a> {
+    x: *const f32,
+    /// The run's first gradient row; rows `ldy` apart, `n` channels valid from `ob`.
+    dy: *const f32,
+    ldy: usize,
+    n: usize,
+    /// The padded partial (rows `o_pad` apart) and the tile's first channel.
+    part: *mut f32,
+    o_pad: usize,
+    ob: usize,
+    /// The taps from the tile's first.
+    taps: &'a [(usize, usize)],
+}
+
+/// Adds the products of `run`'s pixels with the first `T` taps, for output channels
+/// `ob..ob + B·LANES`, to the partial; returns `T`. Picks the vector type of `level`.
+///
+/// # Safety
+/// As checked in `GradFilter::run`; `level`'s instructions present.
+#[inline(always)]
+unsafe fn grad_tile<const T: usize, const B: usize>(
+    level: simd::Level,
+    t: &GradTile,
+    run: &Run,
+) -> usize {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        simd::Level::Avx512 => grad_vectors::<Avx512, T, B>(t, run),
+        #[cfg(target_arch = "x86_64")]
+        simd::Level::Avx2 => grad_vectors::<Avx2, T, B>(t, run),
+        _ => grad_vectors::<Portable, T, B>(t, run),
     }
     T
+}
+
+/// The tile's sums in `T × B·LANES/S::LANES` registers: per pixel, its gradient vectors
+/// loaded once and one input value broadcast per tap, then a multiply-add each.
+///
+/// # Safety
+/// As for [`grad_tile`].
+#[inline(always)]
+unsafe fn grad_vectors<S: Simd, const T: usize, const B: usize>(t: &GradTile, run: &Run) {
+    const MAX_VECTORS: usize = 4;
+    let width = B * LANES;
+    let nv = width / S::LANES;
+    debug_assert!(nv <= MAX_VECTORS && nv * S::LANES == width);
+    let mut offsets = [0; T];
+    for (o, &(off, _)) in offsets.iter_mut().zip(t.taps) {
+        *o = off;
+    }
+    let mut acc = [[S::zero(); MAX_VECTORS]; T];
+    for p in 0..run.len {
+        let base = run.base(p);
+        let row = t.dy.add(p * t.ldy + t.ob);
+        let mut d = [S::zero(); MAX_VECTORS];
+        for (v, d) in d.iter_mut().enumerate().take(nv) {
+            let c = v * S::LANES;
+            *d = if c + S::LANES <= t.n {
+                S::load(row.add(c))
+            } else {
+                S::load_first(row.add(c), t.n.saturating_sub(c))
+            };
+        }
+        for (acc, &off) in acc.iter_mut().zip(&offsets) {
+            let xv = S::splat(*t.x.add(base + off));
+            for (acc, &d) in acc.iter_mut().zip(&d).take(nv) {
+                *acc = S::mul_add(*acc, xv, d);
+            }
+        }
+    }
+    for (acc, &(_, row)) in acc.iter().zip(t.taps) {
+        let dst = t.part.add(row * t.o_pad + t.ob);
+        for (v, &sum) in acc.iter().enumerate().take(nv) {
+            let p = dst.add(v * S::LANES);
+            S::store(p, S::add(S::load(p), sum));
+        }
+    }
 }
