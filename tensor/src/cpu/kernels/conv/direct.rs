@@ -267,6 +267,7 @@ pub(super) fn forward_rows(
         w: wp,
         y,
         first_pixel,
+        level: simd::level(),
     };
     for_each_run(g, rows, &mut forward);
 }
@@ -279,6 +280,8 @@ struct Forward<'a> {
     w: &'a [f32],
     y: &'a mut [f32],
     first_pixel: usize,
+    /// The vector level, read once rather than per tile.
+    level: simd::Level,
 }
 
 impl Visit for Forward<'_> {
@@ -290,10 +293,10 @@ impl Visit for Forward<'_> {
         while p < run.len {
             let y = &mut y[p * g.o..];
             p += match run.len - p {
-                PIXELS.. => forward_pixels::<PIXELS>(g, self.x, self.w, run, p, y),
-                4.. => forward_pixels::<4>(g, self.x, self.w, run, p, y),
-                2.. => forward_pixels::<2>(g, self.x, self.w, run, p, y),
-                _ => forward_pixels::<1>(g, self.x, self.w, run, p, y),
+                PIXELS.. => forward_pixels::<PIXELS>(self.level, g, self.x, self.w, run, p, y),
+                4.. => forward_pixels::<4>(self.level, g, self.x, self.w, run, p, y),
+                2.. => forward_pixels::<2>(self.level, g, self.x, self.w, run, p, y),
+                _ => forward_pixels::<1>(self.level, g, self.x, self.w, run, p, y),
             };
         }
     }
@@ -303,6 +306,7 @@ impl Visit for Forward<'_> {
 /// `w`, in blocks two vectors wide where the padded row has room; returns `P`.
 #[inline(always)]
 fn forward_pixels<const P: usize>(
+    level: simd::Level,
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
@@ -318,18 +322,20 @@ fn forward_pixels<const P: usize>(
     let mut ob = 0;
     while ob < o_pad {
         ob += if o_pad - ob >= 2 * LANES {
-            forward_tile::<P, { 2 * LANES }>(g, x, w, run.taps, bases, ob, y)
+            forward_tile::<P, { 2 * LANES }>(level, g, x, w, run.taps, bases, ob, y)
         } else {
-            forward_tile::<P, LANES>(g, x, w, run.taps, bases, ob, y)
+            forward_tile::<P, LANES>(level, g, x, w, run.taps, bases, ob, y)
         };
     }
     P
 }
 
-/// Output channels `ob..ob + L` of the `P` pixels at input `bases`; returns `L`. Picks the
-/// vector type of the instruction set [`simd::dispatch`] compiled the caller for.
+/// Output channels `ob..ob + L` of the `P` pixels at input `bases`; returns `L`. Uses the
+/// vector type of `level`, the one [`simd::dispatch`] compiled the caller for.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn forward_tile<const P: usize, const L: usize>(
+    level: simd::Level,
     g: &ConvGeometry,
     x: &[f32],
     w: &[f32],
@@ -341,7 +347,7 @@ fn forward_tile<const P: usize, const L: usize>(
     let o_pad = padded_out(g);
     let n = L.min(g.o - ob);
     check_taps(x.len(), taps, &bases);
-    assert!(w.len() >= taps.len().max(1) * o_pad && y.len() >= (P - 1) * g.o + ob + n);
+    assert!(w.len() >= tap_rows(taps) * o_pad && y.len() >= (P - 1) * g.o + ob + n);
     let tile = Tile {
         x: x.as_ptr(),
         w: w[ob..].as_ptr(),
@@ -354,7 +360,7 @@ fn forward_tile<const P: usize, const L: usize>(
     // SAFETY: the checks above cover every read and write of the tile; the vector types'
     // instructions are present wherever `dispatch` chose their level.
     unsafe {
-        match simd::level() {
+        match level {
             #[cfg(target_arch = "x86_64")]
             simd::Level::Avx512 => forward_vectors::<Avx512, P, L>(&tile, bases),
             #[cfg(target_arch = "x86_64")]
@@ -527,7 +533,7 @@ impl Visit for GradFilter<'_> {
         );
         assert!(
             dy.len() >= (run.len.max(1) - 1) * g.o + g.o
-                && self.part.len() >= run_rows(run) * o_pad
+                && self.part.len() >= tap_rows(run.taps) * o_pad
         );
         let level = simd::level();
         let mut ob = 0;
@@ -563,11 +569,11 @@ impl Visit for GradFilter<'_> {
     }
 }
 
-/// Rows of the `[patch, O]` partial a run's taps reach.
+/// Rows of a `[patch, O]` matrix (filter or partial) that `taps` reach.
 #[inline(always)]
-fn run_rows(run: &Run) -> usize {
+fn tap_rows(taps: &[(usize, usize)]) -> usize {
     let mut top = 0;
-    for &(_, row) in run.taps {
+    for &(_, row) in taps {
         top = top.max(row + 1);
     }
     top
