@@ -9,6 +9,7 @@
 //! once, so a step stays allocation-free.
 
 mod microkernel;
+mod narrow;
 
 use super::pool::{SharedMut, WorkerPool};
 use microkernel::{Family, Kernels, Tile};
@@ -137,12 +138,17 @@ pub unsafe fn sgemm(
         }
         return;
     }
+    let kernels = kernels();
+    if narrow::worth_transposing(m, n, &a, &kernels) {
+        narrow::via_transpose(m, n, k, a, b, c, ldc, accumulate, pool);
+        return;
+    }
     let plan = Plan {
         m,
         a,
         c: SharedMut::new(c),
         ldc,
-        family: kernels().for_columns(n),
+        family: kernels.for_columns(n),
         threads: if m * n * k >= PARALLEL_MIN_WORK {
             pool.threads()
         } else {
@@ -221,8 +227,12 @@ impl Plan {
             let (ic, part) = (task / n_split * mc, task % n_split);
             let rows = ic..self.m.min(ic + mc);
             let (p_lo, p_hi) = split(panels, n_split, part);
-            for pc in depth.clone().step_by(KC) {
-                let kc = KC.min(depth.end - pc);
+            // A's tile is kept in L1 across the panels of a pass; a task with one panel has
+            // nothing to reuse it for, and runs the whole depth at once so that A's rows
+            // stream through contiguously.
+            let pass = if p_hi - p_lo > 1 { KC } else { depth.len() };
+            for pc in depth.clone().step_by(pass) {
+                let kc = pass.min(depth.end - pc);
                 let d = pc - depth.start;
                 for ir in rows.clone().step_by(mr) {
                     let mrb = mr.min(rows.end - ir);
@@ -276,19 +286,22 @@ unsafe fn pack_b_block(
     });
 }
 
-/// Rows of C per task (a multiple of `mr`) and the number of parts each row block's panels
-/// split into, so that there are at least `threads` tasks where the product allows.
+/// Rows of C per task and the number of parts each row block's panels split into, so that
+/// there are at least `threads` tasks where the product allows and every thread gets the same
+/// share of rows.
+///
+/// Row blocks of at most `MC_TILES` tiles come in a multiple of `threads`, of equal height
+/// (the last tile of a block may be partial): a 128-row product on 2 threads splits 64 + 64,
+/// not 96 + 32, which left one thread idle for a third of the call. A product too short for
+/// one block per thread splits B's panels instead, when it has enough of them.
 fn layout(m: usize, mr: usize, panels: usize, threads: usize) -> (usize, usize) {
-    let mut mc = mr * MC_TILES;
-    if m.div_ceil(mc) * panels.min(threads) < threads {
-        mc = mr * m.div_ceil(mr).div_ceil(threads);
+    let tiles = m.div_ceil(mr);
+    let blocks = tiles.div_ceil(MC_TILES);
+    if blocks < threads && panels >= threads {
+        return (m, threads);
     }
-    let n_split = if m.div_ceil(mc) >= threads {
-        1
-    } else {
-        threads.min(panels)
-    };
-    (mc, n_split)
+    let blocks = blocks.next_multiple_of(threads).min(tiles);
+    (m.div_ceil(blocks), 1)
 }
 
 /// Sizes this thread's packing buffer for the largest block, once. Worker threads call it
@@ -487,9 +500,23 @@ mod tests {
     }
 
     #[test]
+    fn layout_gives_every_thread_the_same_rows() {
+        // 128 rows of 12-row tiles on 2 threads: 64 + 64, not 96 + 32.
+        assert_eq!(layout(128, 12, 4, 2), (64, 1));
+        // Many rows: an even number of blocks of at most MC_TILES tiles.
+        let (mc, split) = layout(784, 12, 4, 2);
+        assert_eq!((784usize.div_ceil(mc) % 2, split), (0, 1));
+        assert!(mc <= 12 * MC_TILES);
+        // Too few rows for a block each: the panels split instead, unless there is only one.
+        assert_eq!(layout(32, 12, 4, 2), (32, 2));
+        assert_eq!(layout(32, 16, 1, 2), (16, 1));
+        assert_eq!(layout(1, 12, 1, 2), (1, 1));
+    }
+
+    #[test]
     fn accumulates_into_a_strided_c() {
         let pool = WorkerPool::new(2);
-        for &(m, n, k) in &[(7, 10, 5408), (33, 5, 10), (50, 40, 300)] {
+        for &(m, n, k) in &[(7, 10, 5408), (33, 5, 10), (50, 40, 300), (300, 10, 64)] {
             for (ta, tb) in TRANSPOSES {
                 check(m, n, k, ta, tb, n + 3, true, &pool);
             }
