@@ -32,7 +32,38 @@ pub trait Simd: Copy + 'static {
     unsafe fn mul_add(acc: Self::V, a: Self::V, b: Self::V) -> Self::V;
     /// `a + b`.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `if_greater` in the lanes where `a > b` (false where either is NaN), `otherwise`
+    /// elsewhere.
+    unsafe fn select_gt(a: Self::V, b: Self::V, if_greater: Self::V, otherwise: Self::V)
+        -> Self::V;
+    /// `if_equal` in the lanes where `a == b`, `otherwise` elsewhere.
+    unsafe fn select_eq(a: Self::V, b: Self::V, if_equal: Self::V, otherwise: Self::V) -> Self::V;
+    /// The first `n ≤ LANES` bytes from `p` as floats, zeros beyond; nothing past them is read.
+    unsafe fn load_bytes(p: *const u8, n: usize) -> Self::V;
+    /// The first `n ≤ LANES` lanes, whole numbers in `0..=255`, stored as bytes at `p`;
+    /// nothing past them is written.
+    unsafe fn store_bytes(p: *mut u8, v: Self::V, n: usize);
 }
+
+/// Calls the generic kernel `$f::<S, …>(…)` with `S` the vector type of a [`Level`] value
+/// (the one [`dispatch`] compiled the caller for): `with_vectors!(level, f::<_, P>(x, y))`.
+///
+/// [`Level`]: crate::cpu::simd::Level
+/// [`dispatch`]: crate::cpu::simd::dispatch
+macro_rules! with_vectors {
+    ($level:expr, $f:ident::<_ $(, $g:tt)*>($($arg:expr),* $(,)?)) => {
+        match $level {
+            #[cfg(target_arch = "x86_64")]
+            $crate::cpu::simd::Level::Avx512 => {
+                $f::<$crate::cpu::vector::Avx512 $(, $g)*>($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::cpu::simd::Level::Avx2 => $f::<$crate::cpu::vector::Avx2 $(, $g)*>($($arg),*),
+            _ => $f::<$crate::cpu::vector::Portable $(, $g)*>($($arg),*),
+        }
+    };
+}
+pub(crate) use with_vectors;
 
 /// Plain Rust, 8 lanes (LLVM maps them to whatever the baseline target has).
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +105,28 @@ impl Simd for Portable {
     #[inline(always)]
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V {
         std::array::from_fn(|i| a[i] + b[i])
+    }
+    #[inline(always)]
+    unsafe fn select_gt(a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V {
+        std::array::from_fn(|i| if a[i] > b[i] { x[i] } else { y[i] })
+    }
+    #[inline(always)]
+    unsafe fn select_eq(a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V {
+        std::array::from_fn(|i| if a[i] == b[i] { x[i] } else { y[i] })
+    }
+    #[inline(always)]
+    unsafe fn load_bytes(p: *const u8, n: usize) -> Self::V {
+        let mut v = [0.0; 8];
+        for (i, v) in v.iter_mut().enumerate().take(n) {
+            *v = f32::from(*p.add(i));
+        }
+        v
+    }
+    #[inline(always)]
+    unsafe fn store_bytes(p: *mut u8, v: Self::V, n: usize) {
+        for (i, &v) in v.iter().enumerate().take(n) {
+            *p.add(i) = v as u8;
+        }
     }
 }
 
@@ -130,6 +183,36 @@ mod x86 {
         unsafe fn add(a: __m512, b: __m512) -> __m512 {
             _mm512_add_ps(a, b)
         }
+        #[inline(always)]
+        unsafe fn select_gt(a: __m512, b: __m512, x: __m512, y: __m512) -> __m512 {
+            _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b), y, x)
+        }
+        #[inline(always)]
+        unsafe fn select_eq(a: __m512, b: __m512, x: __m512, y: __m512) -> __m512 {
+            _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b), y, x)
+        }
+        #[inline(always)]
+        unsafe fn load_bytes(p: *const u8, n: usize) -> __m512 {
+            let bytes = if n >= 16 {
+                _mm_loadu_si128(p as *const __m128i)
+            } else {
+                let mut b = [0u8; 16];
+                std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), n);
+                _mm_loadu_si128(b.as_ptr() as *const __m128i)
+            };
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes))
+        }
+        #[inline(always)]
+        unsafe fn store_bytes(p: *mut u8, v: __m512, n: usize) {
+            let bytes = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v));
+            if n >= 16 {
+                _mm_storeu_si128(p as *mut __m128i, bytes);
+            } else {
+                let mut b = [0u8; 16];
+                _mm_storeu_si128(b.as_mut_ptr() as *mut __m128i, bytes);
+                std::ptr::copy_nonoverlapping(b.as_ptr(), p, n);
+            }
+        }
     }
 
     /// AVX2 with FMA: 8 lanes; partial loads and stores through `vmaskmovps`.
@@ -180,6 +263,29 @@ mod x86 {
         unsafe fn add(a: __m256, b: __m256) -> __m256 {
             _mm256_add_ps(a, b)
         }
+        #[inline(always)]
+        unsafe fn select_gt(a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
+            _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_GT_OQ>(a, b))
+        }
+        #[inline(always)]
+        unsafe fn select_eq(a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
+            _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_EQ_OQ>(a, b))
+        }
+        #[inline(always)]
+        unsafe fn load_bytes(p: *const u8, n: usize) -> __m256 {
+            let mut b = [0u8; 8];
+            std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), n.min(8));
+            let bytes = _mm_cvtsi64_si128(i64::from_le_bytes(b));
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes))
+        }
+        #[inline(always)]
+        unsafe fn store_bytes(p: *mut u8, v: __m256, n: usize) {
+            let mut w = [0i32; 8];
+            _mm256_storeu_si256(w.as_mut_ptr() as *mut __m256i, _mm256_cvtps_epi32(v));
+            for (i, &w) in w.iter().enumerate().take(n) {
+                *p.add(i) = w as u8;
+            }
+        }
     }
 }
 
@@ -221,6 +327,47 @@ mod tests {
         }
         S::store(out.as_mut_ptr(), S::splat(2.5));
         assert!(out[..l].iter().all(|&v| v == 2.5));
+
+        // Selections: NaN is neither greater nor equal.
+        let mut d = b.clone();
+        d[0] = f32::NAN;
+        d[1] = a[1];
+        let vd = S::load(d.as_ptr());
+        S::store(out.as_mut_ptr(), S::select_gt(va, vd, vb, vc));
+        for i in 0..l {
+            assert_eq!(
+                out[i],
+                if a[i] > d[i] { b[i] } else { c[i] },
+                "select_gt lane {i}"
+            );
+        }
+        S::store(out.as_mut_ptr(), S::select_eq(va, vd, vb, vc));
+        for i in 0..l {
+            assert_eq!(
+                out[i],
+                if a[i] == d[i] { b[i] } else { c[i] },
+                "select_eq lane {i}"
+            );
+        }
+        // Bytes round-trip, partially too.
+        let bytes: Vec<u8> = (0..l).map(|i| (i * 37 % 256) as u8).collect();
+        for n in 0..=l {
+            let v = S::load_bytes(bytes.as_ptr(), n);
+            S::store(out.as_mut_ptr(), v);
+            for i in 0..l {
+                let want = if i < n { f32::from(bytes[i]) } else { 0.0 };
+                assert_eq!(out[i], want, "load_bytes({n}) lane {i}");
+            }
+            let mut dst = vec![9u8; l + 1];
+            S::store_bytes(dst.as_mut_ptr(), v, n);
+            assert_eq!(&dst[..n], &bytes[..n]);
+            assert!(
+                dst[n..].iter().all(|&b| b == 9),
+                "store_bytes({n}) wrote past n"
+            );
+        }
+        S::store_bytes(out.as_mut_ptr() as *mut u8, S::splat(255.0), 1);
+        assert_eq!(*(out.as_ptr() as *const u8), 255);
     }
 
     #[test]

@@ -17,9 +17,7 @@
 use super::{ConvGeometry, DIRECT_MAX_PATCH};
 use crate::cpu::pool::{SharedMut, WorkerPool};
 use crate::cpu::simd;
-#[cfg(target_arch = "x86_64")]
-use crate::cpu::vector::{Avx2, Avx512};
-use crate::cpu::vector::{Portable, Simd};
+use crate::cpu::vector::{with_vectors, Simd};
 use std::ops::Range;
 
 /// Output channels in one block of a tile (one AVX-512 vector); the filter (forward) and
@@ -199,17 +197,6 @@ fn for_each_run(g: &ConvGeometry, rows: Range<usize>, visit: &mut impl Visit) {
     }
 }
 
-/// `src[..n]` (with `n` clipped to [`LANES`]) as a block, zero beyond `n`.
-#[inline(always)]
-pub(super) fn load(src: &[f32], n: usize) -> [f32; LANES] {
-    if n >= LANES {
-        return src[..LANES].try_into().unwrap();
-    }
-    let mut v = [0.0; LANES];
-    v[..n].copy_from_slice(&src[..n]);
-    v
-}
-
 /// `y = conv2d(x, w)` for small patches; parallel over output rows.
 pub(super) fn conv2d(
     g: &ConvGeometry,
@@ -359,15 +346,7 @@ fn forward_tile<const P: usize, const L: usize>(
     };
     // SAFETY: the checks above cover every read and write of the tile; the vector types'
     // instructions are present wherever `dispatch` chose their level.
-    unsafe {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            simd::Level::Avx512 => forward_vectors::<Avx512, P, L>(&tile, bases),
-            #[cfg(target_arch = "x86_64")]
-            simd::Level::Avx2 => forward_vectors::<Avx2, P, L>(&tile, bases),
-            _ => forward_vectors::<Portable, P, L>(&tile, bases),
-        }
-    }
+    unsafe { with_vectors!(level, forward_vectors::<_, P, L>(&tile, bases)) }
     L
 }
 
@@ -605,13 +584,7 @@ unsafe fn grad_tile<const T: usize, const B: usize>(
     t: &GradTile,
     run: &Run,
 ) -> usize {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        simd::Level::Avx512 => grad_vectors::<Avx512, T, B>(t, run),
-        #[cfg(target_arch = "x86_64")]
-        simd::Level::Avx2 => grad_vectors::<Avx2, T, B>(t, run),
-        _ => grad_vectors::<Portable, T, B>(t, run),
-    }
+    with_vectors!(level, grad_vectors::<_, T, B>(t, run));
     T
 }
 

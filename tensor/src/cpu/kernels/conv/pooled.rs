@@ -19,6 +19,7 @@ use super::direct::{self, grad_filter_rows, pad_filter, padded_filter_len, sum_p
 use super::ConvGeometry;
 use crate::cpu::pool::{SharedMut, WorkerPool};
 use crate::cpu::simd;
+use crate::cpu::vector::{with_vectors, Simd};
 use std::ops::Range;
 
 /// The code of a pooled value whose gradient is zero (the ReLU clipped its maximum).
@@ -26,8 +27,6 @@ pub const NO_GRADIENT: u8 = u8::MAX;
 /// Tasks of the forward pass and partial sums of the gradient: a fixed count, so that the
 /// order of the gradient's sum, and its rounding, does not depend on the pool.
 const PARTS: usize = 16;
-/// Channels handled together in the pooling loops (one AVX-512 vector, as in `direct`).
-const BLOCK: usize = direct::LANES;
 
 /// A convolution followed by an optional bias, an optional ReLU and a max-pooling whose
 /// windows tile the convolution's output.
@@ -135,6 +134,7 @@ pub fn forward(
         SharedMut::new(buffers.as_mut_ptr()),
     );
     let codes = codes.map(|k| SharedMut::new(k.as_mut_ptr()));
+    let level = simd::level();
     pool.run(tasks, &|t| {
         let images = g.images(tasks, t);
         // SAFETY: a task writes its own images of `p` and `codes` and its own row buffer.
@@ -156,7 +156,7 @@ pub fn forward(
                         direct::forward_rows(&image, x, filter, rows, buffer);
                         let at = (i * g.ph + pr) * g.pw * c.o;
                         let codes = codes.as_deref_mut().map(|k| &mut k[at..][..g.pw * c.o]);
-                        pool_row(g, buffer, b, &mut p[at..][..g.pw * c.o], codes);
+                        pool_row(level, g, buffer, b, &mut p[at..][..g.pw * c.o], codes);
                     }
                 }
             },
@@ -165,54 +165,82 @@ pub fn forward(
 }
 
 /// Biases, rectifies and pools one window row of convolution output `rows` into the pooled
-/// row `out`, with its codes.
+/// row `out`, with its codes, in vectors of `level` (the one [`simd::dispatch`] compiled the
+/// caller for).
 #[inline(always)]
-fn pool_row(g: &PooledConv, rows: &[f32], bias: &[f32], out: &mut [f32], codes: Option<&mut [u8]>) {
-    let (o, ow) = (g.conv.o, g.conv.ow);
-    let [wh, ww] = g.window;
-    let mut codes = codes;
-    for px in 0..g.pw {
-        for c0 in (0..o).step_by(BLOCK) {
-            let n = BLOCK.min(o - c0);
-            let b = direct::load(&bias[c0..], n);
-            // Branch-free over whole blocks, so that the loop vectorises; strictly greater:
-            // the first cell holding the maximum wins.
-            let mut best = biased(&rows[px * ww * o + c0..], &b, n);
-            let mut at = [0u32; BLOCK];
-            for cell in 1..wh * ww {
-                let (dy, dx) = (cell / ww, cell % ww);
-                let v = biased(&rows[(dy * ow + px * ww + dx) * o + c0..], &b, n);
-                for l in 0..BLOCK {
-                    let greater = v[l] > best[l];
-                    best[l] = if greater { v[l] } else { best[l] };
-                    at[l] = if greater { cell as u32 } else { at[l] };
-                }
-            }
-            let dst = &mut out[px * o + c0..][..n];
-            for (d, &v) in dst.iter_mut().zip(&best) {
-                *d = if g.relu { v.max(0.0) } else { v };
-            }
-            if let Some(codes) = codes.as_deref_mut() {
-                let dst = &mut codes[px * o + c0..][..n];
-                for (d, (&v, &k)) in dst.iter_mut().zip(best.iter().zip(&at)) {
-                    // Not above zero (NaN included): the ReLU passed nothing.
-                    let clipped = g.relu && (v <= 0.0 || v.is_nan());
-                    *d = if clipped { NO_GRADIENT } else { k as u8 };
-                }
-            }
-        }
+fn pool_row(
+    level: simd::Level,
+    g: &PooledConv,
+    rows: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    codes: Option<&mut [u8]>,
+) {
+    let (o, ow, [wh, ww]) = (g.conv.o, g.conv.ow, g.window);
+    assert!(rows.len() >= wh * ow * o && bias.len() >= o && out.len() >= g.pw * o);
+    assert!(g.pw * ww <= ow && codes.as_ref().is_none_or(|k| k.len() >= g.pw * o));
+    let codes = codes.map(|k| k.as_mut_ptr());
+    // SAFETY: the checks above cover every read and write; the vector types' instructions are
+    // present wherever `dispatch` chose their level.
+    unsafe { with_vectors!(level, pool_vectors::<_>(g, rows, bias, out, codes)) }
+}
+
+/// `n ≤ LANES` floats from `p`, a plain load when they fill the vector.
+#[inline(always)]
+unsafe fn load_n<S: Simd>(p: *const f32, n: usize) -> S::V {
+    if n == S::LANES {
+        S::load(p)
+    } else {
+        S::load_first(p, n)
     }
 }
 
-/// `src[..n] + b` as a block (zero beyond `n`).
+/// [`pool_row`] for one instruction set: per pooled pixel and channel vector, the biased
+/// window cells compared in registers, strictly greater winning (so the first cell holding
+/// the maximum does, as `max_pool2d_grad` scans), the winning cell tracked as a float.
+///
+/// # Safety
+/// As [`pool_row`] checks; `codes`, when given, holds `g.pw * o` bytes.
 #[inline(always)]
-fn biased(src: &[f32], b: &[f32; BLOCK], n: usize) -> [f32; BLOCK] {
-    let src = direct::load(src, n);
-    let mut v = [0.0; BLOCK];
-    for l in 0..BLOCK {
-        v[l] = src[l] + b[l];
+unsafe fn pool_vectors<S: Simd>(
+    g: &PooledConv,
+    rows: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+    codes: Option<*mut u8>,
+) {
+    let (o, ow, [wh, ww]) = (g.conv.o, g.conv.ow, g.window);
+    let (zero, none) = (S::zero(), S::splat(f32::from(NO_GRADIENT)));
+    for c0 in (0..o).step_by(S::LANES) {
+        let n = S::LANES.min(o - c0);
+        let b = load_n::<S>(bias.as_ptr().add(c0), n);
+        for px in 0..g.pw {
+            let first = rows.as_ptr().add(px * ww * o + c0);
+            let mut best = S::add(load_n::<S>(first, n), b);
+            let mut at = zero;
+            for cell in 1..wh * ww {
+                let (dy, dx) = (cell / ww, cell % ww);
+                let v = S::add(load_n::<S>(first.add((dy * ow + dx) * o), n), b);
+                at = S::select_gt(v, best, S::splat(cell as f32), at);
+                best = S::select_gt(v, best, v, best);
+            }
+            let at_out = px * o + c0;
+            if g.relu {
+                // Not above zero (NaN included): the ReLU passed nothing.
+                S::store_first(
+                    out.as_mut_ptr().add(at_out),
+                    S::select_gt(best, zero, best, zero),
+                    n,
+                );
+                at = S::select_gt(best, zero, at, none);
+            } else {
+                S::store_first(out.as_mut_ptr().add(at_out), best, n);
+            }
+            if let Some(codes) = codes {
+                S::store_bytes(codes.add(at_out), at, n);
+            }
+        }
     }
-    v
 }
 
 /// The gradients of [`forward`] from the pooled gradient `dp` and the forward's `codes`:
@@ -243,6 +271,7 @@ pub fn backward(
     );
     let buffers_out = SharedMut::new(buffers.as_mut_ptr());
     let dz_out = dz.map(|d| SharedMut::new(d.as_mut_ptr()));
+    let level = simd::level();
     pool.run(parts, &|t| {
         // SAFETY: part `t` writes its own partials, row buffer and images of `dz`.
         let (dw, db, buffer) = unsafe {
@@ -266,7 +295,7 @@ pub fn backward(
                     for pr in 0..g.ph {
                         let at = img * per_image + pr * g.pw * c.o;
                         let (dp, codes) = (&dp[at..][..g.pw * c.o], &codes[at..][..g.pw * c.o]);
-                        unpool_row(g, dp, codes, buffer, db);
+                        unpool_row(level, g, dp, codes, buffer, db);
                         let rows = pr * g.window[0]..(pr + 1) * g.window[0];
                         grad_filter_rows(&image, x, buffer, rows.clone(), dw);
                         if let Some(dz) = dz.as_deref_mut() {
@@ -291,24 +320,54 @@ pub fn backward(
 }
 
 /// Writes one window row of `dz` into `rows` from the pooled gradient row `dp` and its codes,
-/// and adds it to the bias partial `db`.
+/// and adds it to the bias partial `db`, in vectors of `level`.
 #[inline(always)]
-fn unpool_row(g: &PooledConv, dp: &[f32], codes: &[u8], rows: &mut [f32], db: &mut [f32]) {
-    let (o, ow) = (g.conv.o, g.conv.ow);
-    let [wh, ww] = g.window;
-    for px in 0..g.pw {
-        let (dp, codes) = (&dp[px * o..][..o], &codes[px * o..][..o]);
-        for (d, (&v, &k)) in db.iter_mut().zip(dp.iter().zip(codes)) {
-            *d += if k == NO_GRADIENT { 0.0 } else { v };
-        }
-        for dy in 0..wh {
-            for dx in 0..ww {
-                let cell = (dy * ww + dx) as u8;
-                let dst = &mut rows[(dy * ow + px * ww + dx) * o..][..o];
-                for (d, (&v, &k)) in dst.iter_mut().zip(dp.iter().zip(codes)) {
-                    *d = if k == cell { v } else { 0.0 };
-                }
+fn unpool_row(
+    level: simd::Level,
+    g: &PooledConv,
+    dp: &[f32],
+    codes: &[u8],
+    rows: &mut [f32],
+    db: &mut [f32],
+) {
+    let (o, ow, [wh, ww]) = (g.conv.o, g.conv.ow, g.window);
+    assert!(dp.len() >= g.pw * o && codes.len() >= g.pw * o && db.len() >= o);
+    assert!(rows.len() >= wh * ow * o && g.pw * ww <= ow);
+    // SAFETY: the checks above cover every read and write; the vector types' instructions are
+    // present wherever `dispatch` chose their level.
+    unsafe { with_vectors!(level, unpool_vectors::<_>(g, dp, codes, rows, db)) }
+}
+
+/// [`unpool_row`] for one instruction set: each window cell gets the pooled gradient where
+/// its code names it, zero elsewhere.
+///
+/// # Safety
+/// As [`unpool_row`] checks.
+#[inline(always)]
+unsafe fn unpool_vectors<S: Simd>(
+    g: &PooledConv,
+    dp: &[f32],
+    codes: &[u8],
+    rows: &mut [f32],
+    db: &mut [f32],
+) {
+    let (o, ow, [wh, ww]) = (g.conv.o, g.conv.ow, g.window);
+    let (zero, none) = (S::zero(), S::splat(f32::from(NO_GRADIENT)));
+    for c0 in (0..o).step_by(S::LANES) {
+        let n = S::LANES.min(o - c0);
+        let mut bias_sum = load_n::<S>(db.as_ptr().add(c0), n);
+        for px in 0..g.pw {
+            let at = px * o + c0;
+            let d = load_n::<S>(dp.as_ptr().add(at), n);
+            let k = S::load_bytes(codes.as_ptr().add(at), n);
+            bias_sum = S::add(bias_sum, S::select_eq(k, none, zero, d));
+            let first = rows.as_mut_ptr().add(px * ww * o + c0);
+            for cell in 0..wh * ww {
+                let (dy, dx) = (cell / ww, cell % ww);
+                let v = S::select_eq(k, S::splat(cell as f32), d, zero);
+                S::store_first(first.add((dy * ow + dx) * o), v, n);
             }
         }
+        S::store_first(db.as_mut_ptr().add(c0), bias_sum, n);
     }
 }
