@@ -30,6 +30,10 @@ struct Args {
     /// Train on only this many samples (smoke tests).
     #[arg(long)]
     limit: Option<usize>,
+    /// Seed of the initial weights and of the shuffling (to see how much test accuracy
+    /// varies with it); without it, the library's default seeds.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 fn build(model: Model) -> Sequential {
@@ -83,6 +87,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let y = y.rows(0, n)?;
     let x_test = x_test.reshape(with_batch(10_000))?;
     let mut model = build(args.model);
+    if let Some(seed) = args.seed {
+        model = model.seed(seed);
+    }
     model.compile(
         Adam::default(),
         Loss::sparse_categorical_crossentropy(),
@@ -91,6 +98,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = FitOptions::epochs(args.epochs)
         .batch_size(args.batch)
         .verbose(Verbosity::Silent);
+    let options = match args.seed {
+        Some(seed) => options.seed(seed),
+        None => options,
+    };
     let history = model.fit(&x, &y, options)?;
     let test = model.evaluate(&x_test, &y_test, 256)?;
     let (first, warm) = history
