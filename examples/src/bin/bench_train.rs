@@ -34,6 +34,13 @@ struct Args {
     /// varies with it); without it, the library's default seeds.
     #[arg(long)]
     seed: Option<u64>,
+    /// Train on the samples in order, without shuffling (with --initial-weights-out, to replay
+    /// the same run in another framework).
+    #[arg(long)]
+    no_shuffle: bool,
+    /// Save the initial weights here (safetensors) before training.
+    #[arg(long)]
+    initial_weights_out: Option<std::path::PathBuf>,
 }
 
 fn build(model: Model) -> Sequential {
@@ -95,8 +102,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Loss::sparse_categorical_crossentropy(),
         &[Metric::Accuracy],
     )?;
+    if let Some(path) = &args.initial_weights_out {
+        model.save_weights(path)?;
+    }
     let options = FitOptions::epochs(args.epochs)
         .batch_size(args.batch)
+        .shuffle(!args.no_shuffle)
         .verbose(Verbosity::Silent);
     let options = match args.seed {
         Some(seed) => options.seed(seed),
