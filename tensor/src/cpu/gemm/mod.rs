@@ -292,12 +292,12 @@ unsafe fn pack_b_block(
 ///
 /// Row blocks of at most `MC_TILES` tiles come in a multiple of `threads`, of equal height
 /// (the last tile of a block may be partial): a 128-row product on 2 threads splits 64 + 64,
-/// not 96 + 32, which left one thread idle for a third of the call. A product too short for
-/// one block per thread splits B's panels instead, when it has enough of them.
+/// not 96 + 32, which left one thread idle for a third of the call. A product of a single
+/// block splits B's panels instead, when it has enough of them.
 fn layout(m: usize, mr: usize, panels: usize, threads: usize) -> (usize, usize) {
     let tiles = m.div_ceil(mr);
     let blocks = tiles.div_ceil(MC_TILES);
-    if blocks < threads && panels >= threads {
+    if blocks == 1 && threads > 1 && panels >= threads {
         return (m, threads);
     }
     let blocks = blocks.next_multiple_of(threads).min(tiles);
@@ -511,6 +511,10 @@ mod tests {
         assert_eq!(layout(32, 12, 4, 2), (32, 2));
         assert_eq!(layout(32, 16, 1, 2), (16, 1));
         assert_eq!(layout(1, 12, 1, 2), (1, 1));
+        // Two blocks on four threads: four row blocks rather than every row in each task.
+        assert_eq!(layout(128, 12, 4, 4), (32, 1));
+        // One thread: one task.
+        assert_eq!(layout(32, 12, 4, 1), (32, 1));
     }
 
     #[test]
