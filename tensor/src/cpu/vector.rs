@@ -245,6 +245,10 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn load_first(p: *const f32, n: usize) -> __m256 {
+            // `vmaskmovps` is slower than a plain load; kernels call this for full vectors too.
+            if n >= 8 {
+                return _mm256_loadu_ps(p);
+            }
             _mm256_maskload_ps(p, first_lanes8(n))
         }
         #[inline(always)]
@@ -253,6 +257,9 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn store_first(p: *mut f32, v: __m256, n: usize) {
+            if n >= 8 {
+                return _mm256_storeu_ps(p, v);
+            }
             _mm256_maskstore_ps(p, first_lanes8(n), v)
         }
         #[inline(always)]
@@ -311,7 +318,7 @@ mod tests {
         }
         S::store(out.as_mut_ptr(), S::add(va, vb));
         assert!((0..l).all(|i| out[i] == a[i] + b[i]));
-        for n in 0..l {
+        for n in 0..=l {
             let mut dst = vec![7.0f32; l + 1];
             S::store_first(dst.as_mut_ptr(), S::load_first(a.as_ptr(), n), n);
             assert_eq!(&dst[..n], &a[..n]);

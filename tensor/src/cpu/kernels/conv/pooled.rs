@@ -185,16 +185,6 @@ fn pool_row(
     unsafe { with_vectors!(level, pool_vectors::<_>(g, rows, bias, out, codes)) }
 }
 
-/// `n ≤ LANES` floats from `p`, a plain load when they fill the vector.
-#[inline(always)]
-unsafe fn load_n<S: Simd>(p: *const f32, n: usize) -> S::V {
-    if n == S::LANES {
-        S::load(p)
-    } else {
-        S::load_first(p, n)
-    }
-}
-
 /// [`pool_row`] for one instruction set: per pooled pixel and channel vector, the biased
 /// window cells compared in registers, strictly greater winning (so the first cell holding
 /// the maximum does, as `max_pool2d_grad` scans), the winning cell tracked as a float.
@@ -213,14 +203,14 @@ unsafe fn pool_vectors<S: Simd>(
     let (zero, none) = (S::zero(), S::splat(f32::from(NO_GRADIENT)));
     for c0 in (0..o).step_by(S::LANES) {
         let n = S::LANES.min(o - c0);
-        let b = load_n::<S>(bias.as_ptr().add(c0), n);
+        let b = S::load_first(bias.as_ptr().add(c0), n);
         for px in 0..g.pw {
             let first = rows.as_ptr().add(px * ww * o + c0);
-            let mut best = S::add(load_n::<S>(first, n), b);
+            let mut best = S::add(S::load_first(first, n), b);
             let mut at = zero;
             for cell in 1..wh * ww {
                 let (dy, dx) = (cell / ww, cell % ww);
-                let v = S::add(load_n::<S>(first.add((dy * ow + dx) * o), n), b);
+                let v = S::add(S::load_first(first.add((dy * ow + dx) * o), n), b);
                 at = S::select_gt(v, best, S::splat(cell as f32), at);
                 best = S::select_gt(v, best, v, best);
             }
@@ -355,10 +345,10 @@ unsafe fn unpool_vectors<S: Simd>(
     let (zero, none) = (S::zero(), S::splat(f32::from(NO_GRADIENT)));
     for c0 in (0..o).step_by(S::LANES) {
         let n = S::LANES.min(o - c0);
-        let mut bias_sum = load_n::<S>(db.as_ptr().add(c0), n);
+        let mut bias_sum = S::load_first(db.as_ptr().add(c0), n);
         for px in 0..g.pw {
             let at = px * o + c0;
-            let d = load_n::<S>(dp.as_ptr().add(at), n);
+            let d = S::load_first(dp.as_ptr().add(at), n);
             let k = S::load_bytes(codes.as_ptr().add(at), n);
             bias_sum = S::add(bias_sum, S::select_eq(k, none, zero, d));
             let first = rows.as_mut_ptr().add(px * ww * o + c0);
