@@ -141,6 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "test_accuracy": test.get("accuracy").copied().unwrap_or(f64::NAN),
         "peak_rss_mb": peak_rss_mb(),
         "infer_seconds": infer,
+        "seed": args.seed,
     });
     println!("{line}");
     Ok(())
