@@ -12,12 +12,19 @@ import os
 import resource
 import struct
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 THREADS = 2  # the reference machine has 2 cores; every framework is pinned to them
+# Inference timing, the same rule in every runner: after a warm-up pass over the test set,
+# timed passes until INFER_PASSES are done or INFER_BUDGET seconds are spent (at least one),
+# and the median is reported. One pass at batch 256 takes ~10 ms, where a busy moment of the
+# machine alone can cost half as much again.
+INFER_PASSES = 5
+INFER_BUDGET = 2.0
 
 
 def claim_stdout():
@@ -58,6 +65,17 @@ def mnist(limit=None):
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return x, y, xt, yt
+
+
+def time_inference(predict):
+    """Median seconds of `predict()` by the INFER_PASSES / INFER_BUDGET rule."""
+    predict()  # warm-up (compilation, tracing), as every runner does
+    times = []
+    while len(times) < INFER_PASSES and sum(times) < INFER_BUDGET:
+        started = time.perf_counter()
+        predict()
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
 
 
 def peak_rss_mb():

@@ -9,7 +9,7 @@ verbose=0); a callback times each epoch. TensorFlow is held to 2 threads.
 import os
 import time
 
-from common import THREADS, claim_stdout, emit, mnist, parse_args
+from common import THREADS, claim_stdout, emit, mnist, parse_args, time_inference
 
 OUT = claim_stdout()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -74,10 +74,7 @@ def main():
     infer = {}
     if args.infer:
         for b in (1, 256):
-            model.predict(xt, batch_size=b, verbose=0)  # warm-up (traces), as hasten's runner does
-            started = time.perf_counter()
-            model.predict(xt, batch_size=b, verbose=0)
-            infer[str(b)] = time.perf_counter() - started
+            infer[str(b)] = time_inference(lambda: model.predict(xt, batch_size=b, verbose=0))
 
     emit(OUT, "keras", args, len(x), timer.seconds, accuracy, infer)
 

@@ -12,7 +12,7 @@ a `TensorDataset` does the same work one sample at a time and is slower at small
 
 import time
 
-from common import THREADS, claim_stdout, emit, mnist, parse_args
+from common import THREADS, claim_stdout, emit, mnist, parse_args, time_inference
 
 OUT = claim_stdout()
 
@@ -72,10 +72,7 @@ def main():
     infer = {}
     if args.infer:
         for b in (1, 256):
-            predict(net, xt, b)  # warm-up, as hasten's runner does
-            started = time.perf_counter()
-            predict(net, xt, b)
-            infer[str(b)] = time.perf_counter() - started
+            infer[str(b)] = time_inference(lambda: predict(net, xt, b))
 
     emit(OUT, "pytorch", args, n, seconds, accuracy, infer)
 

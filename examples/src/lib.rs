@@ -1,6 +1,8 @@
 //! Shared pieces of the example programs: the command-line flags every MNIST example takes,
 //! the data loading, and the train–checkpoint–report loop.
 
+pub mod infer_timing;
+
 use clap::Parser;
 use hasten::nn::callbacks::model_checkpoint::resume_epoch;
 use hasten::prelude::*;

@@ -4,8 +4,8 @@
 
 use clap::{Parser, ValueEnum};
 use hasten::prelude::*;
+use hasten_examples::infer_timing::time_inference;
 use hasten_examples::mnist;
-use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Model {
@@ -125,10 +125,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut infer = serde_json::Map::new();
     if args.infer {
         for batch in [1usize, 256] {
-            model.predict(&x_test, batch)?; // compile and warm up
-            let started = Instant::now();
-            model.predict(&x_test, batch)?;
-            infer.insert(batch.to_string(), started.elapsed().as_secs_f64().into());
+            let seconds = time_inference(|| model.predict(&x_test, batch).map(drop))?;
+            infer.insert(batch.to_string(), seconds.into());
         }
     }
     let line = serde_json::json!({

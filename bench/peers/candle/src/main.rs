@@ -20,6 +20,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+#[path = "../../../../examples/src/infer_timing.rs"]
+mod infer_timing;
+use infer_timing::time_inference;
+
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -228,10 +232,8 @@ fn main() -> Res<()> {
     let mut infer = serde_json::Map::new();
     if args.infer {
         for b in [1usize, 256] {
-            predict(&net, &xt, b)?; // warm-up, as hasten's runner does
-            let started = Instant::now();
-            predict(&net, &xt, b)?;
-            infer.insert(b.to_string(), started.elapsed().as_secs_f64().into());
+            let seconds = time_inference(|| predict(&net, &xt, b).map(drop))?;
+            infer.insert(b.to_string(), seconds.into());
         }
     }
 
