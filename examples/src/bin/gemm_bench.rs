@@ -121,7 +121,14 @@ struct Args {
     /// Skip the `gemm` crate.
     #[arg(long)]
     no_gemm: bool,
+    /// Read A from memory rather than cache, as inference over a data set does: each call
+    /// takes the next of enough copies of A to fill 256 MiB.
+    #[arg(long)]
+    cold_a: bool,
 }
+
+/// Bytes the copies of A fill with `--cold-a`: far past any cache.
+const COLD_BYTES: usize = 256 << 20;
 
 /// Seconds of the fastest of about 0.2 GFLOP worth of calls (at least 20), each timed alone:
 /// on a shared machine the fastest call is the one least disturbed by other work.
@@ -162,7 +169,17 @@ fn main() {
         tb,
     } in list
     {
-        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let copies = if args.cold_a {
+            (COLD_BYTES / (4 * m * k)).max(2)
+        } else {
+            1
+        };
+        let a: Vec<f32> = (0..copies * m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+        let mut next = 0;
+        let mut a_ptr = || {
+            next = (next + 1) % copies;
+            a[next * m * k..].as_ptr()
+        };
         let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
         let mut c = vec![0f32; m * n];
         let flops = 2.0 * (m * n * k) as f64;
@@ -172,7 +189,7 @@ fn main() {
                     m,
                     n,
                     k,
-                    MatRef::row_major(a.as_ptr(), if ta { m } else { k }, ta),
+                    MatRef::row_major(a_ptr(), if ta { m } else { k }, ta),
                     MatRef::row_major(b.as_ptr(), if tb { k } else { n }, tb),
                     c.as_mut_ptr(),
                     n,
@@ -200,7 +217,7 @@ fn main() {
                     1,
                     n as isize,
                     false,
-                    a.as_ptr(),
+                    a_ptr(),
                     a_cs,
                     a_rs,
                     b.as_ptr(),
