@@ -181,6 +181,28 @@ fn prefetching_yields_the_same_batches() {
 }
 
 #[test]
+fn parallel_gathering_yields_the_same_batches() {
+    // 1000 samples in batches of 64 end with a partial batch of 40, filled into a recycled
+    // buffer of 64 rows.
+    let direct = iter(1000, 64).shuffle(7);
+    let parallel = iter(1000, 64).shuffle(7).parallel_gather(true);
+    for epoch in 0..2 {
+        let (mut d, mut p) = (direct.epoch(epoch), parallel.epoch(epoch));
+        let mut count = 0;
+        while let Some(a) = d.next() {
+            let b = p.next().expect("as many batches as the direct epoch");
+            check_rows(&b);
+            assert_eq!(a, b, "epoch {epoch}, batch {count}");
+            d.recycle(a);
+            p.recycle(b);
+            count += 1;
+        }
+        assert!(p.next().is_none());
+        assert_eq!(count, 16);
+    }
+}
+
+#[test]
 fn recycled_buffers_are_reused() {
     // Direct mode: a recycled buffer is the next one filled.
     let it = iter(100, 10).shuffle(5);

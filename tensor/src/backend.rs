@@ -13,6 +13,13 @@ pub trait Backend: Send + Sync {
     /// Compiles `graph` (forward, backward and state updates together). State starts at zero;
     /// write it with [`Executable::write_state`].
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>>;
+
+    /// Whether its steps run on this machine's CPU cores, all of them. Then a thread that
+    /// prepares the next batch during a step takes a core away from it, so training gathers
+    /// each batch on every core just before its step instead of prefetching it.
+    fn uses_host_cores(&self) -> bool {
+        false
+    }
 }
 
 /// A compiled graph with its state.

@@ -50,6 +50,11 @@ impl Runtime {
         }
     }
 
+    /// The backend the executables are compiled for.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
     /// Brings the host copy of the state up to date and returns it.
     pub fn state(&mut self) -> Result<&BTreeMap<String, HostTensor>> {
         if let Some(key) = self.live.take() {

@@ -92,4 +92,8 @@ impl Backend for CpuBackend {
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>> {
         Ok(Box::new(self.compile_cpu(graph)?))
     }
+
+    fn uses_host_cores(&self) -> bool {
+        true
+    }
 }
