@@ -4,6 +4,7 @@
 use super::buffer::AlignedBuf;
 use super::conv_block::{self, BlockStep, Blocks};
 use super::denormals::FlushDenormals;
+use super::in_place;
 use super::kernels::conv::{self, ConvGeometry};
 use super::kernels::fused::{Arg, FusedKind, FusedLoop, FusedOp, FusedOutput};
 use super::kernels::pool2d::{self, PoolGeometry};
@@ -78,6 +79,8 @@ struct StateSlot {
     /// `pinned == false` means it is copied from `v`'s memory into `next`.
     update: Option<NodeId>,
     pinned: bool,
+    /// The update is computed straight into `cur` (see `in_place`), and nothing is swapped.
+    in_place: bool,
 }
 
 /// A graph compiled for the CPU, holding its state between steps.
@@ -186,6 +189,7 @@ impl CpuExecutable {
                 next: AlignedBuf::zeroed(bytes),
                 update: None,
                 pinned: false,
+                in_place: false,
             });
         }
         let mut consts = Vec::new();
@@ -249,6 +253,8 @@ impl CpuExecutable {
 
         // Steps, in node order; a fused group runs at its first member.
         let mut steps = Vec::new();
+        let (mut node_step, mut block_step) = (vec![None; n], vec![None; blocks.steps.len()]);
+        let mut group_step = vec![None; groups.len()];
         for (i, node) in nodes.iter().enumerate() {
             let computed = !node.inputs.is_empty() && !node.op.is_view();
             if !computed {
@@ -257,6 +263,7 @@ impl CpuExecutable {
             if let Some(b) = block_of[i] {
                 let step = &blocks.steps[b];
                 if step.anchor().0 == i {
+                    block_step[b] = Some(steps.len());
                     steps.push(Step::Block {
                         step: step.clone(),
                         workspace: 0,
@@ -266,15 +273,26 @@ impl CpuExecutable {
             }
             match group_of[i] {
                 Some(g) if groups[g].members[0].0 == i => {
+                    group_step[g] = Some(steps.len());
                     steps.push(build_fused(&graph, &groups[g], &group_of, g));
                 }
                 Some(_) => {}
-                None => steps.push(Step::Node {
-                    id: NodeId(i),
-                    workspace: 0,
-                }),
+                None => {
+                    node_step[i] = Some(steps.len());
+                    steps.push(Step::Node {
+                        id: NodeId(i),
+                        workspace: 0,
+                    });
+                }
             }
         }
+        let step_of: Vec<Option<usize>> = (0..n)
+            .map(|i| match (block_of[i], group_of[i]) {
+                (Some(b), _) => block_step[b],
+                (None, Some(g)) => group_step[g],
+                (None, None) => node_step[i],
+            })
+            .collect();
 
         // Batch-tiled runs of steps.
         let threads = pool::global().threads();
@@ -306,6 +324,38 @@ impl CpuExecutable {
             });
         }
         units.extend((next..steps.len()).map(Unit::Step));
+
+        // Updates that may overwrite their state (a kernel that reads each element before
+        // writing it, after every other reader of the old value, outside any tiled run).
+        let untiled: Vec<bool> = {
+            let mut untiled = vec![true; steps.len()];
+            for unit in &units {
+                if let Unit::Tiled { segment, .. } = unit {
+                    segment.steps.clone().for_each(|s| untiled[s] = false);
+                }
+            }
+            untiled
+        };
+        let overwrites_safely = |s: usize| {
+            untiled[s] && matches!(&steps[s], Step::Fused { lp, .. } if lp.may_overwrite_inputs())
+        };
+        for (s, slot) in state.iter_mut().enumerate() {
+            let Some(v) = slot.update.filter(|_| slot.pinned) else {
+                continue;
+            };
+            let root = |id: NodeId| root_of(&locs, id);
+            if in_place::may_update_in_place(
+                &graph,
+                slot.node,
+                v,
+                &step_of,
+                &root,
+                &overwrites_safely,
+            ) {
+                locs[v.0] = Loc::State(s);
+                slot.in_place = true;
+            }
+        }
 
         // Memory plan over the arena values; a tiled run is planned as one step, since its
         // kernels interleave.
@@ -447,6 +497,16 @@ impl CpuExecutable {
             .iter()
             .filter(|u| matches!(u, Unit::Tiled { .. }))
             .count()
+    }
+
+    /// Names of the states whose update is written over their own memory (see `in_place`),
+    /// rather than into a second buffer swapped in after the step.
+    pub fn states_updated_in_place(&self) -> Vec<&str> {
+        self.state
+            .iter()
+            .filter(|s| s.in_place)
+            .map(|s| s.name.as_str())
+            .collect()
     }
 
     /// Number of kernel launches (single ops and fused loops) per step.
@@ -1099,7 +1159,9 @@ impl Executable for CpuExecutable {
             }
         }
         for slot in &mut self.state {
-            let Some(v) = slot.update else { continue };
+            let Some(v) = slot.update.filter(|_| !slot.in_place) else {
+                continue;
+            };
             if !slot.pinned {
                 let len = slot.next.bytes().len();
                 // SAFETY: as above.

@@ -6,6 +6,7 @@ mod conv_block;
 mod denormals;
 mod executable;
 pub mod gemm;
+mod in_place;
 pub mod kernels;
 pub mod pool;
 mod profile;

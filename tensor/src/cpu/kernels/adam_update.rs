@@ -211,8 +211,9 @@ impl AdamUpdate {
     ///
     /// # Safety
     /// As for `FusedLoop::run_range`: the pointers are valid for the group's length, the
-    /// outputs overlap neither the inputs nor each other, concurrent calls cover disjoint
-    /// ranges.
+    /// outputs do not overlap each other, and an output that overlaps an input is exactly a
+    /// full-size input (each element's inputs are read before its results are stored);
+    /// concurrent calls cover disjoint ranges.
     pub unsafe fn run_range(
         &self,
         lo: usize,
@@ -222,15 +223,13 @@ impl AdamUpdate {
     ) {
         let full = |slot: usize| (inputs[slot] as *const f32).add(lo);
         let scalar = |slot: usize| *(inputs[slot] as *const f32);
-        let out = |slot: usize| {
-            std::slice::from_raw_parts_mut((outputs[slot] as *mut f32).add(lo), hi - lo)
-        };
-        let n = hi - lo;
+        let out = |slot: usize| (outputs[slot] as *mut f32).add(lo);
         let rows = Rows {
-            m: std::slice::from_raw_parts(full(self.m), n),
-            g: std::slice::from_raw_parts(full(self.g), n),
-            v: std::slice::from_raw_parts(full(self.v), n),
-            p: std::slice::from_raw_parts(full(self.p), n),
+            len: hi - lo,
+            m: full(self.m),
+            g: full(self.g),
+            v: full(self.v),
+            p: full(self.p),
             m_out: out(self.m_out),
             v_out: out(self.v_out),
             p_out: out(self.p_out),
@@ -250,14 +249,17 @@ impl AdamUpdate {
     }
 }
 
-struct Rows<'a> {
-    m: &'a [f32],
-    g: &'a [f32],
-    v: &'a [f32],
-    p: &'a [f32],
-    m_out: &'a mut [f32],
-    v_out: &'a mut [f32],
-    p_out: &'a mut [f32],
+/// The update's rows. Each output may be the very memory of an input (the state updated in
+/// place), so they are raw pointers, not slices.
+struct Rows {
+    len: usize,
+    m: *const f32,
+    g: *const f32,
+    v: *const f32,
+    p: *const f32,
+    m_out: *mut f32,
+    v_out: *mut f32,
+    p_out: *mut f32,
 }
 
 #[derive(Clone, Copy)]
@@ -270,20 +272,37 @@ struct Scalars {
     lr: f32,
 }
 
-/// The update itself, in the group's order of operations (one loop LLVM vectorises).
+/// Elements loaded into registers before any of their results is stored.
+const BLOCK: usize = 64;
+
+/// The update itself, in the group's order of operations. A block of elements is read into
+/// local arrays, computed and then stored, so that LLVM vectorises it whether or not the
+/// outputs alias the inputs.
 #[inline(always)]
-fn update(r: Rows<'_>, k: Scalars) {
-    let n = r.m.len();
-    let (m, g, v, p) = (&r.m[..n], &r.g[..n], &r.v[..n], &r.p[..n]);
-    let (m_out, v_out, p_out) = (&mut r.m_out[..n], &mut r.v_out[..n], &mut r.p_out[..n]);
-    for i in 0..n {
-        let gi = g[i];
-        let m_new = m[i] * k.b1 + gi * k.c1;
-        let v_new = v[i] * k.b2 + (gi * gi) * k.c2;
-        let step = m_new / (v_new.sqrt() + k.eps) * k.lr;
-        m_out[i] = m_new;
-        v_out[i] = v_new;
-        p_out[i] = p[i] - step;
+unsafe fn update(r: Rows, k: Scalars) {
+    let mut start = 0;
+    while start < r.len {
+        let n = BLOCK.min(r.len - start);
+        let (mut m_new, mut v_new, mut p_new) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+        {
+            let row = |p: *const f32| std::slice::from_raw_parts(p.add(start), n);
+            let (m, g, v, p) = (row(r.m), row(r.g), row(r.v), row(r.p));
+            for i in 0..n {
+                let gi = g[i];
+                m_new[i] = m[i] * k.b1 + gi * k.c1;
+                v_new[i] = v[i] * k.b2 + (gi * gi) * k.c2;
+                let step = m_new[i] / (v_new[i].sqrt() + k.eps) * k.lr;
+                p_new[i] = p[i] - step;
+            }
+        }
+        // The input slices end above: from here only the outputs are touched.
+        let store = |dst: *mut f32, src: &[f32; BLOCK]| {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), dst.add(start), n)
+        };
+        store(r.m_out, &m_new);
+        store(r.v_out, &v_new);
+        store(r.p_out, &p_new);
+        start += n;
     }
 }
 

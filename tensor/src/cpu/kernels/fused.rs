@@ -131,12 +131,21 @@ impl FusedLoop {
         self.special.is_some()
     }
 
+    /// Whether an output may be given the very memory of one of the full-size inputs, so
+    /// that a state is updated in place: true for the hand-written loop, which reads each
+    /// element's inputs before it stores that element's results. (The generic loop may store
+    /// a member before a later member reads an input in the same chunk.)
+    pub fn may_overwrite_inputs(&self) -> bool {
+        self.special.is_some()
+    }
+
     /// Runs the loop. `inputs[slot]` points at each external operand, `outputs[slot]` at each
     /// stored member's buffer.
     ///
     /// # Safety
     /// Every pointer must be valid for the group's access pattern and the outputs must not
-    /// overlap the inputs or each other.
+    /// overlap each other or the inputs, except that where [`FusedLoop::may_overwrite_inputs`]
+    /// holds an output may be exactly a full-size input.
     pub unsafe fn run(&self, inputs: &[*const u8], outputs: &[*mut u8], pool: &WorkerPool) {
         let ptrs = Ptrs { inputs, outputs };
         let chunks = self.len.div_ceil(CHUNK);
