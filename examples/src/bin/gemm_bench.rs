@@ -6,7 +6,7 @@
 //! instead, `--no-gemm` skips the comparison (for profiling hasten's kernel alone).
 
 use clap::{Parser, ValueEnum};
-use hasten::tensor::cpu::gemm::{sgemm, MatRef};
+use hasten::tensor::cpu::gemm::{sgemm, Epilogue, MatRef};
 use hasten::tensor::cpu::pool;
 use std::time::Instant;
 
@@ -194,6 +194,7 @@ fn main() {
                     c.as_mut_ptr(),
                     n,
                     false,
+                    Epilogue::NONE,
                     pool::global(),
                 )
             },

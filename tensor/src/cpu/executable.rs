@@ -1,6 +1,7 @@
 //! A compiled graph on the CPU: locations for every value, a list of steps (single kernels or
 //! fused loops), one arena laid out by the memory plan, and the state buffers.
 
+use super::affine::{self, Affine};
 use super::buffer::AlignedBuf;
 use super::conv_block::{self, BlockStep, Blocks};
 use super::denormals::FlushDenormals;
@@ -56,6 +57,8 @@ enum Step {
         in_ptrs: Vec<*const u8>,
         out_ptrs: Vec<*mut u8>,
     },
+    /// A product with its bias (and ReLU) as the GEMM's epilogue (see `affine`).
+    Affine(Affine),
 }
 
 /// What a step of the run loop executes.
@@ -241,6 +244,20 @@ impl CpuExecutable {
             }
         }
 
+        // Groups that become their product's epilogue; the product's own value is not stored.
+        let affines: Vec<Option<Affine>> = groups
+            .iter()
+            .map(|group| {
+                let own_step = |id: NodeId| block_of[id.0].is_none() && group_of[id.0].is_none();
+                affine::find(&graph, group, &own_step, &needed)
+            })
+            .collect();
+        let mut absorbed = vec![false; n];
+        for a in affines.iter().flatten() {
+            absorbed[a.matmul.0] = true;
+            locs[a.matmul.0] = Loc::Nowhere;
+        }
+
         // State updates computed by a kernel are written straight into the state's next buffer.
         for (p, v) in &updates {
             let Loc::State(s) = locs[p.0] else { continue };
@@ -274,9 +291,16 @@ impl CpuExecutable {
             match group_of[i] {
                 Some(g) if groups[g].members[0].0 == i => {
                     group_step[g] = Some(steps.len());
-                    steps.push(build_fused(&graph, &groups[g], &group_of, g));
+                    if let Some(a) = affines[g] {
+                        node_step[a.matmul.0] = Some(steps.len());
+                        steps.push(Step::Affine(a));
+                    } else {
+                        steps.push(build_fused(&graph, &groups[g], &group_of, g));
+                    }
                 }
                 Some(_) => {}
+                // A product absorbed into an epilogue runs at its group's step.
+                None if absorbed[i] => {}
                 None => {
                     node_step[i] = Some(steps.len());
                     steps.push(Step::Node {
@@ -313,7 +337,7 @@ impl CpuExecutable {
                 .clone()
                 .map(|s| match &steps[s] {
                     Step::Node { id, .. } => workspace_bytes(&graph, *id, Some(segment.tile)),
-                    Step::Block { .. } | Step::Fused { .. } => 0,
+                    Step::Block { .. } | Step::Fused { .. } | Step::Affine(_) => 0,
                 })
                 .max()
                 .unwrap_or(0);
@@ -370,6 +394,11 @@ impl CpuExecutable {
                     Step::Fused {
                         inputs, outputs, ..
                     } => (outputs.clone(), inputs.clone()),
+                    Step::Affine(a) => {
+                        let mut reads = nodes[a.matmul.0].inputs.clone();
+                        reads.push(a.bias);
+                        (vec![a.out], reads)
+                    }
                 };
                 StepBuffers {
                     defines: defines
@@ -385,7 +414,7 @@ impl CpuExecutable {
                     workspace: match step {
                         Step::Node { id, .. } => workspace_bytes(&graph, *id, None),
                         Step::Block { step, .. } => step.workspace_bytes(),
-                        Step::Fused { .. } => 0,
+                        Step::Fused { .. } | Step::Affine(_) => 0,
                     },
                 }
             })
@@ -602,22 +631,7 @@ impl CpuExecutable {
                     (y(), node.shape.dims()),
                 );
             }
-            Op::MatMul {
-                transpose_a,
-                transpose_b,
-            } => {
-                let a = matmul::Operand {
-                    data: f(0),
-                    dims: dims(0),
-                    transposed: *transpose_a,
-                };
-                let b = matmul::Operand {
-                    data: f(1),
-                    dims: dims(1),
-                    transposed: *transpose_b,
-                };
-                matmul::matmul(a, b, y(), pool)
-            }
+            Op::MatMul { .. } => self.run_product(id, None, false, y()),
             // Convolution and pooling: the per-sample kernels, here on every sample.
             Op::Conv2d(_)
             | Op::Conv2dGradInput { .. }
@@ -714,12 +728,48 @@ impl CpuExecutable {
         }
     }
 
+    /// Runs the product `id` into `out`, with `bias` added to its rows and then `relu`.
+    ///
+    /// # Safety
+    /// `ptrs` must be fresh for this step and `out` must not overlap the operands.
+    unsafe fn run_product(&self, id: NodeId, bias: Option<&[f32]>, relu: bool, out: &mut [f32]) {
+        let nodes = self.graph.nodes();
+        let Op::MatMul {
+            transpose_a,
+            transpose_b,
+        } = nodes[id.0].op
+        else {
+            unreachable!("a product step runs a MatMul node")
+        };
+        let operand = |k: usize, transposed: bool| {
+            let x = nodes[id.0].inputs[k];
+            matmul::Operand {
+                data: f32s(self.ptrs[x.0], nodes[x.0].shape.numel()),
+                dims: nodes[x.0].shape.dims(),
+                transposed,
+            }
+        };
+        let (a, b) = (operand(0, transpose_a), operand(1, transpose_b));
+        matmul::matmul_bias_relu(a, b, bias, relu, out, self.pool);
+    }
+
     /// Runs step `s` over the whole batch.
     ///
     /// # Safety
     /// Pointers must be fresh for this run and the step prepared.
     unsafe fn run_step(&self, s: usize) {
         match &self.steps[s] {
+            Step::Affine(a) => {
+                let bias = f32s(
+                    self.ptrs[a.bias.0],
+                    self.graph.nodes()[a.bias.0].shape.numel(),
+                );
+                let out = f32s_mut(
+                    self.ptrs[a.out.0],
+                    self.graph.nodes()[a.out.0].shape.numel(),
+                );
+                self.run_product(a.matmul, Some(bias), a.relu, out);
+            }
             Step::Node { id, workspace } => self.run_node(*id, self.arena_ptr.add(*workspace)),
             Step::Block { step, workspace } => step.run(
                 &|id| self.ptrs[id.0],
@@ -788,7 +838,9 @@ impl CpuExecutable {
     ) {
         match &self.steps[s] {
             Step::Node { id, .. } => self.run_samples(*id, first, count, workspace),
-            Step::Block { .. } => unreachable!("fused blocks are never tiled"),
+            Step::Block { .. } | Step::Affine(_) => {
+                unreachable!("fused blocks and products with epilogues are never tiled")
+            }
             Step::Fused {
                 lp,
                 in_ptrs,
@@ -901,7 +953,7 @@ fn separable(graph: &Graph, locs: &[Loc], step: &Step) -> Option<Separable> {
         Some(())
     };
     match step {
-        Step::Block { .. } => return None,
+        Step::Block { .. } | Step::Affine(_) => return None,
         Step::Node { id, .. } => {
             let node = &nodes[id.0];
             let batched = batched_operands(&node.op)?;
@@ -992,6 +1044,16 @@ fn step_label(graph: &Graph, step: &Step) -> String {
                 node.shape,
                 operands.join(" ")
             )
+        }
+        Step::Affine(a) => {
+            let operands: Vec<String> = nodes[a.matmul.0]
+                .inputs
+                .iter()
+                .map(|x| nodes[x.0].shape.to_string())
+                .collect();
+            let relu = if a.relu { ",relu" } else { "" };
+            let shape = &nodes[a.out.0].shape;
+            format!("matmul(bias{relu}) {shape} <- {}", operands.join(" "))
         }
         Step::Fused { lp, outputs, .. } => {
             let ops: Vec<String> = lp.ops.iter().map(|op| op.kind.name()).collect();

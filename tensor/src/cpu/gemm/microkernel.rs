@@ -31,6 +31,10 @@ pub(super) struct Tile {
     pub nr: usize,
     /// Add to C instead of overwriting it.
     pub accumulate: bool,
+    /// The tile's `nr` bias values added to each row as it is stored, or null.
+    pub bias: *const f32,
+    /// Clamp the stored values at zero (after the bias).
+    pub relu: bool,
 }
 
 /// A compiled tile kernel.
@@ -67,6 +71,28 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize, const MASKED: bool>(t:
         a = a.offset(t.a_cs);
         b = b.add(t.b_rs);
     }
+    let mut bias = [S::zero(); NV];
+    if !t.bias.is_null() {
+        for (v, b) in bias.iter_mut().enumerate() {
+            *b = if MASKED {
+                S::load_first(t.bias.add(v * lanes), valid[v])
+            } else {
+                S::load(t.bias.add(v * lanes))
+            };
+        }
+    }
+    let finish = |sum: S::V, v: usize| {
+        let sum = if t.bias.is_null() {
+            sum
+        } else {
+            S::add(sum, bias[v])
+        };
+        if t.relu {
+            S::select_gt(sum, S::zero(), sum, S::zero())
+        } else {
+            sum
+        }
+    };
     for (i, row) in acc.iter().enumerate() {
         let out = t.c.add(i * t.ldc);
         for (v, &sum) in row.iter().enumerate() {
@@ -77,14 +103,14 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize, const MASKED: bool>(t:
                 } else {
                     sum
                 };
-                S::store(p, sum);
+                S::store(p, finish(sum, v));
             } else if n > 0 {
                 let sum = if t.accumulate {
                     S::add(sum, S::load_first(p, n))
                 } else {
                     sum
                 };
-                S::store_first(p, sum, n);
+                S::store_first(p, finish(sum, v), n);
             }
         }
     }

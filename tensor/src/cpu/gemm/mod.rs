@@ -55,6 +55,44 @@ impl MatRef {
     }
 }
 
+/// What is applied to each element of C as its final value is stored: `c[i][j] + bias[j]`,
+/// then `max(·, 0)`; a Dense layer's bias and ReLU fused into its product, so that the
+/// pre-activation never makes a trip through memory.
+#[derive(Clone, Copy, Debug)]
+pub struct Epilogue {
+    /// `n` values added to each row, or null.
+    pub bias: *const f32,
+    /// Clamp at zero (NaN becomes 0, as `f32::max(x, 0.0)` gives).
+    pub relu: bool,
+}
+
+// SAFETY: a read-only view, like `MatRef`.
+unsafe impl Send for Epilogue {}
+unsafe impl Sync for Epilogue {}
+
+impl Epilogue {
+    /// Nothing: C is the product.
+    pub const NONE: Epilogue = Epilogue {
+        bias: std::ptr::null(),
+        relu: false,
+    };
+
+    /// Applies it to the stored `m × n` C in a separate pass (for the paths that do not apply
+    /// it as they store).
+    unsafe fn apply_over(&self, m: usize, n: usize, c: *mut f32, ldc: usize) {
+        for i in 0..m {
+            let row = std::slice::from_raw_parts_mut(c.add(i * ldc), n);
+            if !self.bias.is_null() {
+                let bias = std::slice::from_raw_parts(self.bias, n);
+                row.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+            }
+            if self.relu {
+                row.iter_mut().for_each(|x| *x = x.max(0.0));
+            }
+        }
+    }
+}
+
 /// Depth of one pass over a tile (A's tile, `MR × KC`, stays in L1 across B's panels).
 const KC: usize = 256;
 /// Columns of a packed B block `KC` deep. Shallower products get wider blocks and narrower
@@ -111,12 +149,13 @@ pub fn kernel_set() -> &'static str {
     kernels().name
 }
 
-/// `c[m×n] = a[m×k] · b[k×n]`, plus the old `c` when `accumulate`. `c` is row-major with
-/// leading dimension `ldc`.
+/// `c[m×n] = a[m×k] · b[k×n]`, plus the old `c` when `accumulate`, then `epilogue` on each
+/// element as it is stored. `c` is row-major with leading dimension `ldc`.
 ///
 /// # Safety
 /// `a` and `b` must be valid for the strides and sizes given, and `c` valid for writes of
 /// `m` rows of `ldc` elements (the first `n` of each used); `c` must not overlap `a` or `b`.
+/// A bias in `epilogue` must be valid for reads of `n` values.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm(
     m: usize,
@@ -127,6 +166,7 @@ pub unsafe fn sgemm(
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    epilogue: Epilogue,
     pool: &WorkerPool,
 ) {
     if m == 0 || n == 0 {
@@ -138,11 +178,13 @@ pub unsafe fn sgemm(
                 std::ptr::write_bytes(c.add(i * ldc), 0, n);
             }
         }
+        epilogue.apply_over(m, n, c, ldc);
         return;
     }
     let kernels = kernels();
     if narrow::worth_transposing(m, n, &a, &kernels) {
         narrow::via_transpose(m, n, k, a, b, c, ldc, accumulate, pool);
+        epilogue.apply_over(m, n, c, ldc);
         return;
     }
     let plan = Plan {
@@ -150,6 +192,7 @@ pub unsafe fn sgemm(
         a,
         c: SharedMut::new(c),
         ldc,
+        epilogue,
         family: kernels.for_columns(n),
         threads: if m * n * k >= PARALLEL_MIN_WORK {
             pool.threads()
@@ -163,7 +206,7 @@ pub unsafe fn sgemm(
             b,
             rs: b.rs as usize,
         };
-        plan.block(0..n, 0..k, b, accumulate, pool);
+        plan.block(0..n, 0..k, b, accumulate, true, pool);
         return;
     }
     reserve_thread_buffers();
@@ -184,7 +227,15 @@ pub unsafe fn sgemm(
                 };
                 pack_b_block(src, kb, nc, nr, packed, plan.threads, pool);
                 let b = Panels::Packed { packed, depth: kb };
-                plan.block(jc..jc + nc, pb..pb + kb, b, accumulate || pb > 0, pool);
+                let last = pb + kb == k;
+                plan.block(
+                    jc..jc + nc,
+                    pb..pb + kb,
+                    b,
+                    accumulate || pb > 0,
+                    last,
+                    pool,
+                );
             }
         }
     });
@@ -205,6 +256,7 @@ struct Plan {
     a: MatRef,
     c: SharedMut,
     ldc: usize,
+    epilogue: Epilogue,
     family: Family,
     threads: usize,
 }
@@ -212,13 +264,15 @@ struct Plan {
 impl Plan {
     /// Columns `cols` of C over depth `depth` from B's panels `b` (whose column 0 and depth 0
     /// are `cols.start` and `depth.start`), spread over the pool: each task takes a block of
-    /// rows and a range of panels, and runs every depth pass of them.
+    /// rows and a range of panels, and runs every depth pass of them. With `last` (the
+    /// block reaches the full depth), the epilogue goes with the final pass's stores.
     unsafe fn block(
         &self,
         cols: Range<usize>,
         depth: Range<usize>,
         b: Panels,
         accumulate: bool,
+        last: bool,
         pool: &WorkerPool,
     ) {
         let Family { mr, nr, .. } = self.family;
@@ -236,6 +290,11 @@ impl Plan {
             for pc in depth.clone().step_by(pass) {
                 let kc = pass.min(depth.end - pc);
                 let d = pc - depth.start;
+                let epilogue = if last && pc + kc == depth.end {
+                    self.epilogue
+                } else {
+                    Epilogue::NONE
+                };
                 for ir in rows.clone().step_by(mr) {
                     let mrb = mr.min(rows.end - ir);
                     for p in p_lo..p_hi {
@@ -258,6 +317,12 @@ impl Plan {
                             ldc: self.ldc,
                             nr: nrp,
                             accumulate: accumulate || pc > depth.start,
+                            bias: if epilogue.bias.is_null() {
+                                epilogue.bias
+                            } else {
+                                epilogue.bias.add(cols.start + j0)
+                            },
+                            relu: epilogue.relu,
                         };
                         self.family.kernel(mrb, nrp)(&tile);
                     }
@@ -380,6 +445,13 @@ mod tests {
         c
     }
 
+    /// Deterministic `m × k` and `k × n` operands with values of both signs.
+    fn operands(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+        let a = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0);
+        let b = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0);
+        (a.collect(), b.collect())
+    }
+
     /// Runs `sgemm` with every kernel set this CPU supports on deterministic operands, into a
     /// C with leading dimension `ldc` (filled with ones, kept when `accumulate`), and checks
     /// it against [`reference`].
@@ -394,12 +466,7 @@ mod tests {
         accumulate: bool,
         pool: &WorkerPool,
     ) {
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
-            .collect();
+        let (a, b) = operands(m, n, k);
         let r = reference(m, n, k, &a, ta, &b, tb);
         let old = if accumulate { 1.0 } else { 0.0 };
         for kernels in supported() {
@@ -415,6 +482,7 @@ mod tests {
                     c.as_mut_ptr(),
                     ldc,
                     accumulate,
+                    Epilogue::NONE,
                     pool,
                 )
             };
@@ -518,6 +586,63 @@ mod tests {
         assert_eq!(layout(128, 12, 4, 4), (32, 1));
         // One thread: one task.
         assert_eq!(layout(32, 12, 4, 1), (32, 1));
+    }
+
+    #[test]
+    fn the_epilogue_adds_the_bias_and_clamps_as_a_separate_pass_would() {
+        // Wide and narrow tiles, masked panels, several packed depth blocks (k = 5000 on 200
+        // columns), the transposed narrow path (5408x10:ta) and an empty depth.
+        let pool = WorkerPool::new(2);
+        for &(m, n, k, ta, tb) in &[
+            (128, 128, 784, false, false),
+            (33, 45, 19, false, true),
+            (100, 10, 128, false, false),
+            (20, 200, 5000, true, false),
+            (5408, 10, 32, true, false),
+            (7, 9, 0, false, false),
+        ] {
+            let (a, b) = operands(m, n, k);
+            let bias: Vec<f32> = (0..n).map(|j| (j % 7) as f32 - 3.0).collect();
+            let a_ref = MatRef::row_major(a.as_ptr(), if ta { m } else { k }, ta);
+            let b_ref = MatRef::row_major(b.as_ptr(), if tb { k } else { n }, tb);
+            for relu in [false, true] {
+                for kernels in supported() {
+                    FORCED_KERNELS.with(|f| f.set(Some(kernels)));
+                    let (mut fused, mut plain) = (vec![f32::NAN; m * n], vec![0f32; m * n]);
+                    let epilogue = Epilogue {
+                        bias: bias.as_ptr(),
+                        relu,
+                    };
+                    unsafe {
+                        let c = fused.as_mut_ptr();
+                        sgemm(m, n, k, a_ref, b_ref, c, n, false, epilogue, &pool);
+                        sgemm(
+                            m,
+                            n,
+                            k,
+                            a_ref,
+                            b_ref,
+                            plain.as_mut_ptr(),
+                            n,
+                            false,
+                            Epilogue::NONE,
+                            &pool,
+                        );
+                    }
+                    FORCED_KERNELS.with(|f| f.set(None));
+                    for (i, (&got, &product)) in fused.iter().zip(&plain).enumerate() {
+                        let biased = product + bias[i % n];
+                        let want = if relu { biased.max(0.0) } else { biased };
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{m}x{n}x{k} ta={ta} tb={tb} relu={relu} kernels {} element {i}",
+                            kernels.name
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

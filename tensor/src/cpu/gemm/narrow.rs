@@ -7,7 +7,7 @@
 //! through contiguously. `gemm_bench --shape 5408x10x128:ta` measures the difference.
 
 use super::microkernel::Kernels;
-use super::{sgemm, MatRef, SharedMut, WorkerPool};
+use super::{sgemm, Epilogue, MatRef, SharedMut, WorkerPool};
 use std::cell::RefCell;
 
 /// Rows of C transposed into at a time.
@@ -54,7 +54,18 @@ pub(super) unsafe fn via_transpose(
         };
         // `aᵀ` has unit column stride and `n` rows of C, so this takes the in-place path and
         // never comes back here.
-        sgemm(n, m, k, swap(b), swap(a), ct, m, false, pool);
+        sgemm(
+            n,
+            m,
+            k,
+            swap(b),
+            swap(a),
+            ct,
+            m,
+            false,
+            Epilogue::NONE,
+            pool,
+        );
         let (ct, c) = (SharedMut::new(ct), SharedMut::new(c));
         let tasks = pool.threads().min(m.div_ceil(1024)).max(1);
         pool.run(tasks, &|t| {

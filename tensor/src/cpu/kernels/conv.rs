@@ -6,7 +6,7 @@
 //! than multiplying, so the forward pass and the filter gradient then work directly on the
 //! input instead (see `direct`); the input gradient keeps im2col + GEMM.
 
-use crate::cpu::gemm::{sgemm, MatRef};
+use crate::cpu::gemm::{sgemm, Epilogue, MatRef};
 use crate::cpu::pool::{SharedMut, WorkerPool};
 use crate::ir::Conv2dAttrs;
 
@@ -199,6 +199,7 @@ fn conv2d_im2col(
                 y.as_mut_ptr(),
                 g.o,
                 false,
+                Epilogue::NONE,
                 pool,
             );
         }
@@ -222,6 +223,7 @@ fn conv2d_im2col(
                 y[first * per_image * g.o..].as_mut_ptr(),
                 g.o,
                 false,
+                Epilogue::NONE,
                 pool,
             );
         }
@@ -269,6 +271,7 @@ fn conv2d_grad_filter_im2col(
                 dw.as_mut_ptr(),
                 g.o,
                 false,
+                Epilogue::NONE,
                 pool,
             );
         }
@@ -292,6 +295,7 @@ fn conv2d_grad_filter_im2col(
                 dw.as_mut_ptr(),
                 g.o,
                 first > 0,
+                Epilogue::NONE,
                 pool,
             );
         }
@@ -323,6 +327,7 @@ pub fn conv2d_grad_input(
                 dx.as_mut_ptr(),
                 g.c,
                 false,
+                Epilogue::NONE,
                 pool,
             );
         }
@@ -337,7 +342,18 @@ pub fn conv2d_grad_input(
         unsafe {
             let a = MatRef::row_major(dy[first * per_image * g.o..].as_ptr(), g.o, false);
             let b = MatRef::row_major(w.as_ptr(), g.o, true);
-            sgemm(rows, patch, g.o, a, b, ws.as_mut_ptr(), patch, false, pool);
+            sgemm(
+                rows,
+                patch,
+                g.o,
+                a,
+                b,
+                ws.as_mut_ptr(),
+                patch,
+                false,
+                Epilogue::NONE,
+                pool,
+            );
         }
         let cols = &ws[..rows * patch];
         let out = SharedMut::new(dx.as_mut_ptr());
