@@ -157,41 +157,71 @@ trait Visit {
     fn run(&mut self, run: &Run);
 }
 
-/// Visits the runs of output rows `rows` (`img·OH + oy`), in order.
-#[inline(always)]
-fn for_each_run(g: &ConvGeometry, rows: Range<usize>, visit: &mut impl Visit) {
-    let a = g.attrs;
-    let interior = TapList::interior(g);
-    let (lo, hi) = interior_columns(g);
-    let reach = (g.kh - 1) * a.dilation[0];
-    let mut border = TapList::empty();
-    for r in rows {
-        let (img, oy) = (r / g.oh, r % g.oh);
-        let pos = oy * a.stride[0];
-        let inner_row = inside(pos, a.padding.top, g.h) && inside(pos + reach, a.padding.top, g.h);
-        let (lo, hi) = if inner_row { (lo, hi) } else { (g.ow, g.ow) };
-        let mut ox = 0;
-        while ox < g.ow {
-            if ox == lo && lo < hi {
-                let (iy, ix) = (pos - a.padding.top, lo * a.stride[1] - a.padding.left);
-                visit.run(&Run {
-                    taps: interior.as_slice(),
-                    x0: ((img * g.h + iy) * g.w + ix) * g.c,
-                    step: a.stride[1] * g.c,
-                    q0: r * g.ow + lo,
-                    len: hi - lo,
-                });
-                ox = hi;
+/// The runs of one convolution: the interior tap list and columns, worked out once and then
+/// walked for any range of output rows (the fused conv block walks one window row at a time).
+pub(super) struct Runs<'a> {
+    g: &'a ConvGeometry,
+    interior: TapList,
+    /// Interior output columns `lo..hi`.
+    lo: usize,
+    hi: usize,
+    /// Scratch for border pixels' taps.
+    border: TapList,
+}
+
+impl<'a> Runs<'a> {
+    /// The runs of `g`.
+    #[inline(always)]
+    pub(super) fn new(g: &'a ConvGeometry) -> Self {
+        let (lo, hi) = interior_columns(g);
+        Runs {
+            g,
+            interior: TapList::interior(g),
+            lo,
+            hi,
+            border: TapList::empty(),
+        }
+    }
+
+    /// Visits the runs of output rows `rows` (`img·OH + oy`), in order.
+    #[inline(always)]
+    fn visit(&mut self, rows: Range<usize>, visit: &mut impl Visit) {
+        let g = self.g;
+        let a = g.attrs;
+        let reach = (g.kh - 1) * a.dilation[0];
+        for r in rows {
+            let (img, oy) = (r / g.oh, r % g.oh);
+            let pos = oy * a.stride[0];
+            let inner_row =
+                inside(pos, a.padding.top, g.h) && inside(pos + reach, a.padding.top, g.h);
+            let (lo, hi) = if inner_row {
+                (self.lo, self.hi)
             } else {
-                border.border(g, img, oy, ox);
-                visit.run(&Run {
-                    taps: border.as_slice(),
-                    x0: 0,
-                    step: 0,
-                    q0: r * g.ow + ox,
-                    len: 1,
-                });
-                ox += 1;
+                (g.ow, g.ow)
+            };
+            let mut ox = 0;
+            while ox < g.ow {
+                if ox == lo && lo < hi {
+                    let (iy, ix) = (pos - a.padding.top, lo * a.stride[1] - a.padding.left);
+                    visit.run(&Run {
+                        taps: self.interior.as_slice(),
+                        x0: ((img * g.h + iy) * g.w + ix) * g.c,
+                        step: a.stride[1] * g.c,
+                        q0: r * g.ow + lo,
+                        len: hi - lo,
+                    });
+                    ox = hi;
+                } else {
+                    self.border.border(g, img, oy, ox);
+                    visit.run(&Run {
+                        taps: self.border.as_slice(),
+                        x0: 0,
+                        step: 0,
+                        q0: r * g.ow + ox,
+                        len: 1,
+                    });
+                    ox += 1;
+                }
             }
         }
     }
@@ -218,7 +248,7 @@ pub(super) fn conv2d(
         let y = unsafe { out.slice(rows.start * g.ow * g.o, rows.len() * g.ow * g.o) };
         simd::dispatch(
             #[inline(always)]
-            || forward_rows(g, x, wp, rows, y),
+            || forward_rows(&mut Runs::new(g), x, wp, rows, y),
         );
     });
 }
@@ -237,26 +267,26 @@ pub(super) fn pad_filter(g: &ConvGeometry, w: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// Output rows `rows` (`img·OH + oy`) of the convolution with the padded filter `wp`, into
-/// `y` (those rows only, `OW · O` values each). Call inside [`simd::dispatch`].
+/// Output rows `rows` (`img·OH + oy`) of the convolution of `runs` with the padded filter
+/// `wp`, into `y` (those rows only, `OW · O` values each). Call inside [`simd::dispatch`].
 #[inline(always)]
 pub(super) fn forward_rows(
-    g: &ConvGeometry,
+    runs: &mut Runs,
     x: &[f32],
     wp: &[f32],
     rows: Range<usize>,
     y: &mut [f32],
 ) {
-    let first_pixel = rows.start * g.ow;
+    let first_pixel = rows.start * runs.g.ow;
     let mut forward = Forward {
-        g,
+        g: runs.g,
         x,
         w: wp,
         y,
         first_pixel,
         level: simd::level(),
     };
-    for_each_run(g, rows, &mut forward);
+    runs.visit(rows, &mut forward);
 }
 
 /// The forward pass over runs, from the padded filter `w`, into `y`, which starts at output
@@ -276,14 +306,25 @@ impl Visit for Forward<'_> {
     fn run(&mut self, run: &Run) {
         let g = self.g;
         let y = &mut self.y[(run.q0 - self.first_pixel) * g.o..][..run.len * g.o];
+        // Checked once per run rather than per tile: the bases grow with the pixel.
+        check_taps(
+            self.x.len(),
+            run.taps,
+            &[run.base(0), run.base(run.len.max(1) - 1)],
+        );
+        assert!(self.w.len() >= tap_rows(run.taps) * padded_out(g));
         let mut p = 0;
         while p < run.len {
             let y = &mut y[p * g.o..];
-            p += match run.len - p {
-                PIXELS.. => forward_pixels::<PIXELS>(self.level, g, self.x, self.w, run, p, y),
-                4.. => forward_pixels::<4>(self.level, g, self.x, self.w, run, p, y),
-                2.. => forward_pixels::<2>(self.level, g, self.x, self.w, run, p, y),
-                _ => forward_pixels::<1>(self.level, g, self.x, self.w, run, p, y),
+            let (level, x, w) = (self.level, self.x, self.w);
+            // SAFETY: checked above for every pixel of the run.
+            p += unsafe {
+                match run.len - p {
+                    PIXELS.. => forward_pixels::<PIXELS>(level, g, x, w, run, p, y),
+                    4.. => forward_pixels::<4>(level, g, x, w, run, p, y),
+                    2.. => forward_pixels::<2>(level, g, x, w, run, p, y),
+                    _ => forward_pixels::<1>(level, g, x, w, run, p, y),
+                }
             };
         }
     }
@@ -291,8 +332,12 @@ impl Visit for Forward<'_> {
 
 /// Output pixels `first..first + P` of `run` into `y` (their rows), from the padded filter
 /// `w`, in blocks two vectors wide where the padded row has room; returns `P`.
+///
+/// # Safety
+/// Every tap of every pixel of `run` lies inside `x`, and `w` holds every tap's row (as
+/// `Forward::run` checks once per run).
 #[inline(always)]
-fn forward_pixels<const P: usize>(
+unsafe fn forward_pixels<const P: usize>(
     level: simd::Level,
     g: &ConvGeometry,
     x: &[f32],
@@ -319,9 +364,12 @@ fn forward_pixels<const P: usize>(
 
 /// Output channels `ob..ob + L` of the `P` pixels at input `bases`; returns `L`. Uses the
 /// vector type of `level`, the one [`simd::dispatch`] compiled the caller for.
+///
+/// # Safety
+/// As for [`forward_pixels`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn forward_tile<const P: usize, const L: usize>(
+unsafe fn forward_tile<const P: usize, const L: usize>(
     level: simd::Level,
     g: &ConvGeometry,
     x: &[f32],
@@ -333,20 +381,19 @@ fn forward_tile<const P: usize, const L: usize>(
 ) -> usize {
     let o_pad = padded_out(g);
     let n = L.min(g.o - ob);
-    check_taps(x.len(), taps, &bases);
-    assert!(w.len() >= tap_rows(taps) * o_pad && y.len() >= (P - 1) * g.o + ob + n);
+    assert!(y.len() >= (P - 1) * g.o + ob + n);
     let tile = Tile {
         x: x.as_ptr(),
-        w: w[ob..].as_ptr(),
+        w: w.as_ptr().add(ob),
         o_pad,
         taps,
         y: y[ob..].as_mut_ptr(),
         ldy: g.o,
         n,
     };
-    // SAFETY: the checks above cover every read and write of the tile; the vector types'
-    // instructions are present wherever `dispatch` chose their level.
-    unsafe { with_vectors!(level, forward_vectors::<_, P, L>(&tile, bases)) }
+    // SAFETY: the caller's checks and the one above cover every read and write of the tile;
+    // the vector types' instructions are present wherever `dispatch` chose their level.
+    with_vectors!(level, forward_vectors::<_, P, L>(&tile, bases));
     L
 }
 
@@ -442,33 +489,33 @@ pub(super) fn conv2d_grad_filter(
             #[inline(always)]
             || {
                 part.fill(0.0);
-                grad_filter_rows(g, x, dy, rows, part);
+                grad_filter_rows(&mut Runs::new(g), x, dy, rows, part);
             },
         );
     });
     sum_partials(g, &ws[..parts * size], dw);
 }
 
-/// Adds the filter gradient of output rows `rows` (`img·OH + oy`), whose gradient `dy` holds
-/// (those rows only), to the padded `[patch, O]` partial `part`. Call inside
-/// [`simd::dispatch`].
+/// Adds the filter gradient of output rows `rows` (`img·OH + oy`) of the convolution of
+/// `runs`, whose gradient `dy` holds (those rows only), to the padded `[patch, O]` partial
+/// `part`. Call inside [`simd::dispatch`].
 #[inline(always)]
 pub(super) fn grad_filter_rows(
-    g: &ConvGeometry,
+    runs: &mut Runs,
     x: &[f32],
     dy: &[f32],
     rows: Range<usize>,
     part: &mut [f32],
 ) {
-    let first_pixel = rows.start * g.ow;
+    let first_pixel = rows.start * runs.g.ow;
     let mut grad = GradFilter {
-        g,
+        g: runs.g,
         x,
         dy,
         part,
         first_pixel,
     };
-    for_each_run(g, rows, &mut grad);
+    runs.visit(rows, &mut grad);
 }
 
 /// `dw = Σ partials` (padded `[patch, O]` each, [`padded_filter_len`] apart), in order.

@@ -149,11 +149,12 @@ pub fn forward(
         simd::dispatch(
             #[inline(always)]
             || {
+                let mut runs = direct::Runs::new(&image);
                 for (i, img) in images.clone().enumerate() {
                     let x = &x[img * x_len..][..x_len];
                     for pr in 0..g.ph {
                         let rows = pr * g.window[0]..(pr + 1) * g.window[0];
-                        direct::forward_rows(&image, x, filter, rows, buffer);
+                        direct::forward_rows(&mut runs, x, filter, rows, buffer);
                         let at = (i * g.ph + pr) * g.pw * c.o;
                         let codes = codes.as_deref_mut().map(|k| &mut k[at..][..g.pw * c.o]);
                         pool_row(level, g, buffer, b, &mut p[at..][..g.pw * c.o], codes);
@@ -200,7 +201,7 @@ unsafe fn pool_vectors<S: Simd>(
     codes: Option<*mut u8>,
 ) {
     let (o, ow, [wh, ww]) = (g.conv.o, g.conv.ow, g.window);
-    let (zero, none) = (S::zero(), S::splat(f32::from(NO_GRADIENT)));
+    let (zero, one, none) = (S::zero(), S::splat(1.0), S::splat(f32::from(NO_GRADIENT)));
     for c0 in (0..o).step_by(S::LANES) {
         let n = S::LANES.min(o - c0);
         let b = S::load_first(bias.as_ptr().add(c0), n);
@@ -208,11 +209,17 @@ unsafe fn pool_vectors<S: Simd>(
             let first = rows.as_ptr().add(px * ww * o + c0);
             let mut best = S::add(S::load_first(first, n), b);
             let mut at = zero;
-            for cell in 1..wh * ww {
-                let (dy, dx) = (cell / ww, cell % ww);
-                let v = S::add(S::load_first(first.add((dy * ow + dx) * o), n), b);
-                at = S::select_gt(v, best, S::splat(cell as f32), at);
-                best = S::select_gt(v, best, v, best);
+            // The cells in scan order, the cell's number counted as a float: no division
+            // and no integer-to-float conversion per cell.
+            let mut cell = zero;
+            for dy in 0..wh {
+                let row = first.add(dy * ow * o);
+                for dx in usize::from(dy == 0)..ww {
+                    cell = S::add(cell, one);
+                    let v = S::add(S::load_first(row.add(dx * o), n), b);
+                    at = S::select_gt(v, best, cell, at);
+                    best = S::select_gt(v, best, v, best);
+                }
             }
             let at_out = px * o + c0;
             if g.relu {
@@ -278,6 +285,7 @@ pub fn backward(
                 db.fill(0.0);
                 // Cells outside every window (a remainder column) are never written.
                 buffer.fill(0.0);
+                let mut runs = direct::Runs::new(&image);
                 for img in g.images(parts, t) {
                     let x = &x[img * x_len..][..x_len];
                     let dz = dz_out.map(|d| unsafe { d.slice(img * z_len, z_len) });
@@ -287,7 +295,7 @@ pub fn backward(
                         let (dp, codes) = (&dp[at..][..g.pw * c.o], &codes[at..][..g.pw * c.o]);
                         unpool_row(level, g, dp, codes, buffer, db);
                         let rows = pr * g.window[0]..(pr + 1) * g.window[0];
-                        grad_filter_rows(&image, x, buffer, rows.clone(), dw);
+                        grad_filter_rows(&mut runs, x, buffer, rows.clone(), dw);
                         if let Some(dz) = dz.as_deref_mut() {
                             dz[rows.start * c.ow * c.o..][..rows_len].copy_from_slice(buffer);
                         }
@@ -342,7 +350,7 @@ unsafe fn unpool_vectors<S: Simd>(
     db: &mut [f32],
 ) {
     let (o, ow, [wh, ww]) = (g.conv.o, g.conv.ow, g.window);
-    let (zero, none) = (S::zero(), S::splat(f32::from(NO_GRADIENT)));
+    let (zero, one, none) = (S::zero(), S::splat(1.0), S::splat(f32::from(NO_GRADIENT)));
     for c0 in (0..o).step_by(S::LANES) {
         let n = S::LANES.min(o - c0);
         let mut bias_sum = S::load_first(db.as_ptr().add(c0), n);
@@ -352,10 +360,13 @@ unsafe fn unpool_vectors<S: Simd>(
             let k = S::load_bytes(codes.as_ptr().add(at), n);
             bias_sum = S::add(bias_sum, S::select_eq(k, none, zero, d));
             let first = rows.as_mut_ptr().add(px * ww * o + c0);
-            for cell in 0..wh * ww {
-                let (dy, dx) = (cell / ww, cell % ww);
-                let v = S::select_eq(k, S::splat(cell as f32), d, zero);
-                S::store_first(first.add((dy * ow + dx) * o), v, n);
+            let mut cell = zero;
+            for dy in 0..wh {
+                let row = first.add(dy * ow * o);
+                for dx in 0..ww {
+                    S::store_first(row.add(dx * o), S::select_eq(k, cell, d, zero), n);
+                    cell = S::add(cell, one);
+                }
             }
         }
         S::store_first(db.as_mut_ptr().add(c0), bias_sum, n);
