@@ -165,6 +165,11 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn load_first(p: *const f32, n: usize) -> __m512 {
+            // Kernels call this for full vectors too; a plain load forwards from an earlier
+            // plain store, where a masked one can wait for the store to retire.
+            if n >= 16 {
+                return _mm512_loadu_ps(p);
+            }
             _mm512_maskz_loadu_ps(first_lanes(n), p)
         }
         #[inline(always)]
@@ -173,6 +178,9 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn store_first(p: *mut f32, v: __m512, n: usize) {
+            if n >= 16 {
+                return _mm512_storeu_ps(p, v);
+            }
             _mm512_mask_storeu_ps(p, first_lanes(n), v)
         }
         #[inline(always)]

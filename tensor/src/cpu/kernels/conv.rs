@@ -387,6 +387,8 @@ pub fn conv2d_grad_input(
 mod direct;
 /// Convolution, bias, ReLU and pooling fused.
 pub mod pooled;
+/// Register tiles of the fused block for 2×2 windows.
+mod pooled_tile;
 
 #[cfg(test)]
 mod tests {
@@ -405,9 +407,13 @@ mod tests {
         [usize; 4],
     );
 
-    const CASES: [Case; 10] = [
+    const CASES: [Case; 12] = [
         // The reference CNN's first layer, valid padding.
         (3, [28, 28, 1], [3, 3], 32, 1, 1, [0, 0, 0, 0]),
+        // Unpadded with an odd number of 2×2 windows a row and a partly used block of
+        // channels; dilated, with two-block and one-block tiles.
+        (3, [13, 13, 2], [2, 3], 20, 2, 1, [0, 0, 0, 0]),
+        (2, [13, 12, 3], [3, 3], 36, 1, 2, [0, 0, 0, 0]),
         (1, [9, 7, 2], [3, 3], 5, 1, 1, [1, 1, 1, 1]),
         (3, [11, 10, 3], [3, 3], 33, 2, 1, [1, 1, 1, 1]),
         (2, [10, 9, 1], [3, 3], 32, 2, 1, [0, 1, 0, 1]),
@@ -566,7 +572,7 @@ mod tests {
 
     #[test]
     fn pooled_conv_matches_the_separate_kernels() {
-        let mut checked = 0;
+        let (mut checked, mut tiled) = (0, 0);
         for (k, case) in CASES.into_iter().enumerate() {
             let c = geometry(case);
             for (window, relu) in [([2, 2], true), ([3, 2], true), ([2, 1], false)] {
@@ -618,6 +624,23 @@ mod tests {
                         &mut ws,
                         &pool,
                     );
+                    // Without `dz` (a first layer) and without codes (inference), 2×2 blocks
+                    // take the register tiles.
+                    let mut p_only = vec![f32::NAN; p.len()];
+                    pooled::forward(&g, &x, &w, Some(&b), &mut p_only, None, &mut ws, &pool);
+                    let mut dw_only = vec![f32::NAN; w.len()];
+                    let mut db_only = vec![f32::NAN; c.o];
+                    pooled::backward(
+                        &g,
+                        &x,
+                        &dp,
+                        &codes,
+                        &mut dw_only,
+                        Some(&mut db_only),
+                        None,
+                        &mut ws,
+                        &pool,
+                    );
                     let what =
                         |name: &str| format!("case {k}, window {window:?}, relu {relu}: {name}");
                     for (name, got, want) in [
@@ -625,10 +648,14 @@ mod tests {
                         ("dw", &dw, &want[1]),
                         ("db", &db, &want[2]),
                         ("dz", &dz, &want[3]),
+                        ("p without codes", &p_only, &want[0]),
+                        ("dw without dz", &dw_only, &want[1]),
+                        ("db without dz", &db_only, &want[2]),
                     ] {
                         assert_close(got, want, &what(name));
                     }
-                    outputs.push([p, dw, db, dz]);
+                    tiled += usize::from(g.register_tiled());
+                    outputs.push([p, dw, db, dz, p_only, dw_only, db_only]);
                 }
                 assert_eq!(
                     outputs[0], outputs[1],
@@ -638,6 +665,7 @@ mod tests {
             }
         }
         assert!(checked >= 12, "only {checked} pooled cases");
+        assert!(tiled >= 6, "only {tiled} register-tiled runs");
     }
 
     #[test]

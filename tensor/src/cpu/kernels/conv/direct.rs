@@ -24,6 +24,9 @@ use std::ops::Range;
 /// the partial sums (gradient) have their rows padded to a multiple of it. Forward tiles
 /// take two blocks where there is room.
 pub(super) const LANES: usize = 16;
+/// Vector registers a tile's block of output channels may take (`2·LANES` floats in the
+/// narrowest vectors).
+pub(super) const MAX_VECTORS: usize = 4;
 /// Output pixels a forward tile computes together.
 const PIXELS: usize = 8;
 /// Partial sums of the filter gradient, one per task. A fixed count rather than one per
@@ -33,7 +36,7 @@ const GRAD_PARTS: usize = 16;
 const TASKS_PER_THREAD: usize = 4;
 
 /// A row of `[patch, O]` matrices padded to whole blocks.
-fn padded_out(g: &ConvGeometry) -> usize {
+pub(super) fn padded_out(g: &ConvGeometry) -> usize {
     g.o.next_multiple_of(LANES)
 }
 
@@ -64,7 +67,7 @@ fn inside(pos: usize, pad: usize, len: usize) -> bool {
 }
 
 /// Filter taps as (input offset, row of the `[patch, O]` filter) pairs, in patch order.
-struct TapList {
+pub(super) struct TapList {
     taps: [(usize, usize); DIRECT_MAX_PATCH],
     len: usize,
 }
@@ -87,7 +90,7 @@ impl TapList {
 
     /// Every tap, relative to the input position of the first.
     #[inline(always)]
-    fn interior(g: &ConvGeometry) -> Self {
+    pub(super) fn interior(g: &ConvGeometry) -> Self {
         let mut list = TapList::empty();
         let [dy, dx] = g.attrs.dilation;
         list.fill(g, |ky, kx| Some((ky * dy * g.w + kx * dx) * g.c));
@@ -110,7 +113,7 @@ impl TapList {
         }
     }
 
-    fn as_slice(&self) -> &[(usize, usize)] {
+    pub(super) fn as_slice(&self) -> &[(usize, usize)] {
         &self.taps[..self.len]
     }
 }
@@ -438,23 +441,8 @@ struct Tile<'a> {
 /// present.
 #[inline(always)]
 unsafe fn forward_vectors<S: Simd, const P: usize, const L: usize>(t: &Tile, bases: [usize; P]) {
-    const MAX_VECTORS: usize = 4;
     let nv = L / S::LANES;
-    debug_assert!(nv <= MAX_VECTORS && nv * S::LANES == L);
-    let mut acc = [[S::zero(); MAX_VECTORS]; P];
-    for &(off, row) in t.taps {
-        let wp = t.w.add(row * t.o_pad);
-        let mut wv = [S::zero(); MAX_VECTORS];
-        for (v, wv) in wv.iter_mut().enumerate().take(nv) {
-            *wv = S::load(wp.add(v * S::LANES));
-        }
-        for (acc, &base) in acc.iter_mut().zip(&bases) {
-            let xv = S::splat(*t.x.add(base + off));
-            for (acc, &wv) in acc.iter_mut().zip(&wv).take(nv) {
-                *acc = S::mul_add(*acc, xv, wv);
-            }
-        }
-    }
+    let acc = tap_sums::<S, P, L>(t.x, t.w, t.o_pad, t.taps, bases);
     for (p, acc) in acc.iter().enumerate() {
         let dst = t.y.add(p * t.ldy);
         for (v, &sum) in acc.iter().enumerate().take(nv) {
@@ -466,6 +454,41 @@ unsafe fn forward_vectors<S: Simd, const P: usize, const L: usize>(t: &Tile, bas
             }
         }
     }
+}
+
+/// The sums of `P` output pixels (input `bases`) × `L` output channels (from the padded
+/// filter `w`, rows `o_pad` apart) over `taps`, in `P × L/LANES` vector registers: per tap,
+/// the filter vectors loaded once and one input value broadcast per pixel, then a
+/// multiply-add each.
+///
+/// # Safety
+/// Every tap of every base lies inside the input at `x`, every tap's row (`L` floats) inside
+/// the filter at `w`; `S`'s instructions present.
+#[inline(always)]
+pub(super) unsafe fn tap_sums<S: Simd, const P: usize, const L: usize>(
+    x: *const f32,
+    w: *const f32,
+    o_pad: usize,
+    taps: &[(usize, usize)],
+    bases: [usize; P],
+) -> [[S::V; MAX_VECTORS]; P] {
+    let nv = L / S::LANES;
+    debug_assert!(nv <= MAX_VECTORS && nv * S::LANES == L);
+    let mut acc = [[S::zero(); MAX_VECTORS]; P];
+    for &(off, row) in taps {
+        let wp = w.add(row * o_pad);
+        let mut wv = [S::zero(); MAX_VECTORS];
+        for (v, wv) in wv.iter_mut().enumerate().take(nv) {
+            *wv = S::load(wp.add(v * S::LANES));
+        }
+        for (acc, &base) in acc.iter_mut().zip(&bases) {
+            let xv = S::splat(*x.add(base + off));
+            for (acc, &wv) in acc.iter_mut().zip(&wv).take(nv) {
+                *acc = S::mul_add(*acc, xv, wv);
+            }
+        }
+    }
+    acc
 }
 
 /// `dw = Σ patchesᵀ · dy` for small patches: each task sums its output rows into its own
@@ -597,7 +620,7 @@ impl Visit for GradFilter<'_> {
 
 /// Rows of a `[patch, O]` matrix (filter or partial) that `taps` reach.
 #[inline(always)]
-fn tap_rows(taps: &[(usize, usize)]) -> usize {
+pub(super) fn tap_rows(taps: &[(usize, usize)]) -> usize {
     let mut top = 0;
     for &(_, row) in taps {
         top = top.max(row + 1);
@@ -642,7 +665,6 @@ unsafe fn grad_tile<const T: usize, const B: usize>(
 /// As for [`grad_tile`].
 #[inline(always)]
 unsafe fn grad_vectors<S: Simd, const T: usize, const B: usize>(t: &GradTile, run: &Run) {
-    const MAX_VECTORS: usize = 4;
     let width = B * LANES;
     let nv = width / S::LANES;
     debug_assert!(nv <= MAX_VECTORS && nv * S::LANES == width);

@@ -16,6 +16,7 @@
 //! (the input gradient of a deeper layer).
 
 use super::direct::{self, grad_filter_rows, pad_filter, padded_filter_len, sum_partials};
+use super::pooled_tile;
 use super::ConvGeometry;
 use crate::cpu::pool::{SharedMut, WorkerPool};
 use crate::cpu::simd;
@@ -149,6 +150,17 @@ pub fn forward(
         simd::dispatch(
             #[inline(always)]
             || {
+                if g.register_tiled() {
+                    let taps = pooled_tile::Taps::new(g);
+                    for (i, img) in images.clone().enumerate() {
+                        let x = &x[img * x_len..][..x_len];
+                        let at = i * per_image;
+                        let codes = codes.as_deref_mut().map(|k| &mut k[at..][..per_image]);
+                        let p = &mut p[at..][..per_image];
+                        pooled_tile::forward_image(g, &taps, x, filter, b, p, codes);
+                    }
+                    return;
+                }
                 let mut runs = direct::Runs::new(&image);
                 for (i, img) in images.clone().enumerate() {
                     let x = &x[img * x_len..][..x_len];
@@ -283,6 +295,16 @@ pub fn backward(
             || {
                 dw.fill(0.0);
                 db.fill(0.0);
+                if dz_out.is_none() && g.register_tiled() {
+                    let taps = pooled_tile::Taps::new(g);
+                    for img in g.images(parts, t) {
+                        let x = &x[img * x_len..][..x_len];
+                        let at = img * per_image;
+                        let (dp, codes) = (&dp[at..][..per_image], &codes[at..][..per_image]);
+                        pooled_tile::backward_image(g, &taps, x, dp, codes, dw, db);
+                    }
+                    return;
+                }
                 // Cells outside every window (a remainder column) are never written.
                 buffer.fill(0.0);
                 let mut runs = direct::Runs::new(&image);
@@ -333,32 +355,54 @@ fn unpool_row(
     assert!(rows.len() >= wh * ow * o && g.pw * ww <= ow);
     // SAFETY: the checks above cover every read and write; the vector types' instructions are
     // present wherever `dispatch` chose their level.
-    unsafe { with_vectors!(level, unpool_vectors::<_>(g, dp, codes, rows, db)) }
+    unsafe {
+        with_vectors!(level, bias_vectors::<_>(g, dp, codes, db));
+        with_vectors!(level, unpool_vectors::<_>(g, dp, codes, rows));
+    }
 }
 
-/// [`unpool_row`] for one instruction set: each window cell gets the pooled gradient where
-/// its code names it, zero elsewhere.
+/// Adds the bias gradient of one pooled row (`dp` and `codes`, `PW · O` each) to `db`: the
+/// pooled gradients whose code is not [`NO_GRADIENT`], in pixel order.
 ///
 /// # Safety
-/// As [`unpool_row`] checks.
+/// `dp` and `codes` hold `PW · O` values, `db` `O`; `S`'s instructions present.
 #[inline(always)]
-unsafe fn unpool_vectors<S: Simd>(
+pub(super) unsafe fn bias_vectors<S: Simd>(
     g: &PooledConv,
     dp: &[f32],
     codes: &[u8],
-    rows: &mut [f32],
     db: &mut [f32],
 ) {
-    let (o, ow, [wh, ww]) = (g.conv.o, g.conv.ow, g.window);
-    let (zero, one, none) = (S::zero(), S::splat(1.0), S::splat(f32::from(NO_GRADIENT)));
+    let o = g.conv.o;
+    let (zero, none) = (S::zero(), S::splat(f32::from(NO_GRADIENT)));
     for c0 in (0..o).step_by(S::LANES) {
         let n = S::LANES.min(o - c0);
-        let mut bias_sum = S::load_first(db.as_ptr().add(c0), n);
+        let mut sum = S::load_first(db.as_ptr().add(c0), n);
         for px in 0..g.pw {
             let at = px * o + c0;
             let d = S::load_first(dp.as_ptr().add(at), n);
             let k = S::load_bytes(codes.as_ptr().add(at), n);
-            bias_sum = S::add(bias_sum, S::select_eq(k, none, zero, d));
+            sum = S::add(sum, S::select_eq(k, none, zero, d));
+        }
+        S::store_first(db.as_mut_ptr().add(c0), sum, n);
+    }
+}
+
+/// [`unpool_row`]'s `dz` for one instruction set: each window cell gets the pooled gradient
+/// where its code names it, zero elsewhere.
+///
+/// # Safety
+/// As [`unpool_row`] checks.
+#[inline(always)]
+unsafe fn unpool_vectors<S: Simd>(g: &PooledConv, dp: &[f32], codes: &[u8], rows: &mut [f32]) {
+    let (o, ow, [wh, ww]) = (g.conv.o, g.conv.ow, g.window);
+    let (zero, one) = (S::zero(), S::splat(1.0));
+    for c0 in (0..o).step_by(S::LANES) {
+        let n = S::LANES.min(o - c0);
+        for px in 0..g.pw {
+            let at = px * o + c0;
+            let d = S::load_first(dp.as_ptr().add(at), n);
+            let k = S::load_bytes(codes.as_ptr().add(at), n);
             let first = rows.as_mut_ptr().add(px * ww * o + c0);
             let mut cell = zero;
             for dy in 0..wh {
@@ -369,6 +413,5 @@ unsafe fn unpool_vectors<S: Simd>(
                 }
             }
         }
-        S::store_first(db.as_mut_ptr().add(c0), bias_sum, n);
     }
 }
