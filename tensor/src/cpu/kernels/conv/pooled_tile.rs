@@ -329,9 +329,9 @@ struct GradTile<'a> {
     taps: &'a [(usize, usize)],
 }
 
-/// The first `T` taps' filter gradient over one pooled row, for `L` channels: per pooled
-/// pixel, its gradient and codes loaded once; per window cell, `dz` selected in registers and
-/// one input value broadcast per tap, then a multiply-add each. Returns `T`.
+/// The first `T` taps' filter gradient over one pooled row, for `L` channels: per window
+/// cell and pooled pixel, `dz` selected in registers from the pooled gradient and its code,
+/// and one input value broadcast per tap, then a multiply-add each. Returns `T`.
 ///
 /// # Safety
 /// As [`backward_image`] checks; `S`'s instructions present.
@@ -345,23 +345,24 @@ unsafe fn grad_vectors<S: Simd, const T: usize, const L: usize>(t: &GradTile) ->
     }
     let zero = S::zero();
     let mut acc = [[zero; MAX_VECTORS]; T];
-    for px in 0..t.pw {
-        let (mut d, mut k) = ([zero; MAX_VECTORS], [zero; MAX_VECTORS]);
-        for (v, (d, k)) in d.iter_mut().zip(&mut k).enumerate().take(nv) {
-            let c = v * S::LANES;
-            if c < t.n {
-                let n = (t.n - c).min(S::LANES);
-                *d = S::load_first(t.dp.add(px * t.o + c), n);
-                *k = S::load_bytes(t.codes.add(px * t.o + c), n);
-            }
-        }
-        for cell in 0..4 {
-            let cell_code = S::splat(cell as f32);
+    // Cell by cell, then pixel by pixel: one pixel's taps per inner iteration. Pixel by pixel
+    // with the four cells inside, LLVM hoisted all 4·T broadcasts to the top of the
+    // iteration and spilled them and the sums to the stack.
+    for cell in 0..4 {
+        let cell_code = S::splat(cell as f32);
+        let first = t.rows[cell / 2] + (cell % 2) * t.step;
+        for px in 0..t.pw {
             let mut dz = [zero; MAX_VECTORS];
-            for (dz, (&k, &d)) in dz.iter_mut().zip(k.iter().zip(&d)).take(nv) {
-                *dz = S::select_eq(k, cell_code, d, zero);
+            for (v, dz) in dz.iter_mut().enumerate().take(nv) {
+                let c = v * S::LANES;
+                if c < t.n {
+                    let n = (t.n - c).min(S::LANES);
+                    let d = S::load_first(t.dp.add(px * t.o + c), n);
+                    let k = S::load_bytes(t.codes.add(px * t.o + c), n);
+                    *dz = S::select_eq(k, cell_code, d, zero);
+                }
             }
-            let base = t.rows[cell / 2] + (2 * px + cell % 2) * t.step;
+            let base = first + 2 * px * t.step;
             for (acc, &off) in acc.iter_mut().zip(&offsets) {
                 let xv = S::splat(*t.x.add(base + off));
                 for (acc, &dz) in acc.iter_mut().zip(&dz).take(nv) {
