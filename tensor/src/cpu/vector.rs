@@ -165,8 +165,7 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn load_first(p: *const f32, n: usize) -> __m512 {
-            // Kernels call this for full vectors too; a plain load forwards from an earlier
-            // plain store, where a masked one can wait for the store to retire.
+            // Kernels call this for full vectors too: take the plain load for them.
             if n >= 16 {
                 return _mm512_loadu_ps(p);
             }
