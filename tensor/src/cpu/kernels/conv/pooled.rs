@@ -151,7 +151,7 @@ pub fn forward(
             #[inline(always)]
             || {
                 if g.register_tiled() {
-                    let taps = pooled_tile::Taps::new(g);
+                    let taps = direct::TapList::interior(c);
                     for (i, img) in images.clone().enumerate() {
                         let x = &x[img * x_len..][..x_len];
                         let at = i * per_image;
@@ -296,7 +296,7 @@ pub fn backward(
                 dw.fill(0.0);
                 db.fill(0.0);
                 if dz_out.is_none() && g.register_tiled() {
-                    let taps = pooled_tile::Taps::new(g);
+                    let taps = direct::TapList::interior(c);
                     for img in g.images(parts, t) {
                         let x = &x[img * x_len..][..x_len];
                         let at = img * per_image;

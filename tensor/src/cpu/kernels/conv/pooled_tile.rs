@@ -11,8 +11,9 @@
 //!   pooled gradient and the code in a register (the gradient itself where the code names the
 //!   cell, zero elsewhere), and multiply-adds it into the filter gradient's sums at once.
 //!
-//! The forward computes the same operations in the same order as the general kernels, so its
-//! results are bit-identical; the filter gradient adds the same products in another order.
+//! The forward computes the same operations in the same order as the general kernels (the
+//! same bits by construction; the tests compare both with the unfused kernels within
+//! rounding); the filter gradient adds the same products in another order.
 
 use super::direct::{padded_out, tap_rows, tap_sums, TapList, LANES, MAX_VECTORS};
 use super::pooled::{bias_vectors, PooledConv, NO_GRADIENT};
@@ -48,18 +49,8 @@ impl PooledConv {
     }
 }
 
-/// The taps of a [`PooledConv::register_tiled`] block, worked out once per task.
-pub(super) struct Taps(TapList);
-
-impl Taps {
-    #[inline(always)]
-    pub(super) fn new(g: &PooledConv) -> Self {
-        Taps(TapList::interior(&g.conv))
-    }
-}
-
 /// Panics unless every tap of every convolution pixel inside a window lies inside the image
-/// `x`, so that the tiles read it unchecked.
+/// `x`, so that the tiles read it unchecked: the last window's last pixel has the largest base.
 #[inline(always)]
 fn check_image(g: &PooledConv, taps: &[(usize, usize)], x: &[f32]) {
     let mut top = 0;
@@ -75,7 +66,7 @@ fn check_image(g: &PooledConv, taps: &[(usize, usize)], x: &[f32]) {
 #[inline(always)]
 pub(super) fn forward_image(
     g: &PooledConv,
-    taps: &Taps,
+    taps: &TapList,
     x: &[f32],
     filter: &[f32],
     bias: &[f32],
@@ -84,8 +75,9 @@ pub(super) fn forward_image(
 ) {
     let (o, o_pad) = (g.conv.o, padded_out(&g.conv));
     let len = g.ph * g.pw * o;
-    check_image(g, taps.0.as_slice(), x);
-    assert!(filter.len() >= tap_rows(taps.0.as_slice()) * o_pad && bias.len() >= o);
+    let taps = taps.as_slice();
+    check_image(g, taps, x);
+    assert!(filter.len() >= tap_rows(taps) * o_pad && bias.len() >= o);
     assert!(p.len() >= len && codes.as_ref().is_none_or(|k| k.len() >= len));
     let level = simd::level();
     let mut tile = ForwardTile {
@@ -93,7 +85,7 @@ pub(super) fn forward_image(
         w: filter.as_ptr(),
         bias: bias.as_ptr(),
         o_pad,
-        taps: taps.0.as_slice(),
+        taps,
         p: p.as_mut_ptr(),
         codes: codes.map(|k| k.as_mut_ptr()),
         o,
@@ -248,7 +240,7 @@ unsafe fn forward_vectors<S: Simd, const G: usize, const P: usize, const L: usiz
 #[inline(always)]
 pub(super) fn backward_image(
     g: &PooledConv,
-    taps: &Taps,
+    taps: &TapList,
     x: &[f32],
     dp: &[f32],
     codes: &[u8],
@@ -257,7 +249,7 @@ pub(super) fn backward_image(
 ) {
     let (o, o_pad) = (g.conv.o, padded_out(&g.conv));
     let len = g.ph * g.pw * o;
-    let taps = taps.0.as_slice();
+    let taps = taps.as_slice();
     check_image(g, taps, x);
     assert!(dp.len() >= len && codes.len() >= len && db.len() >= o);
     assert!(dw.len() >= tap_rows(taps) * o_pad);
