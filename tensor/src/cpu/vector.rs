@@ -32,10 +32,16 @@ pub trait Simd: Copy + 'static {
     unsafe fn mul_add(acc: Self::V, a: Self::V, b: Self::V) -> Self::V;
     /// `a + b`.
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
-    /// `if_greater` in the lanes where `a > b` (false where either is NaN), `otherwise`
-    /// elsewhere.
-    unsafe fn select_gt(a: Self::V, b: Self::V, if_greater: Self::V, otherwise: Self::V)
-        -> Self::V;
+    /// `if_above` in the lanes where `a` ranks above `b` with NaN the greatest value (`a > b`,
+    /// or `a` is NaN and `b` is not: see `elementwise::ranks_above`), `otherwise` elsewhere.
+    /// A running maximum built from it keeps the first NaN, as IEEE `maximum` does; beware of
+    /// `_mm512_max_ps`, which returns its second operand when either is NaN.
+    unsafe fn select_above(
+        a: Self::V,
+        b: Self::V,
+        if_above: Self::V,
+        otherwise: Self::V,
+    ) -> Self::V;
     /// `if_equal` in the lanes where `a == b`, `otherwise` elsewhere.
     unsafe fn select_eq(a: Self::V, b: Self::V, if_equal: Self::V, otherwise: Self::V) -> Self::V;
     /// The first `n ≤ LANES` bytes from `p` as floats, zeros beyond; nothing past them is read.
@@ -107,8 +113,14 @@ impl Simd for Portable {
         std::array::from_fn(|i| a[i] + b[i])
     }
     #[inline(always)]
-    unsafe fn select_gt(a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V {
-        std::array::from_fn(|i| if a[i] > b[i] { x[i] } else { y[i] })
+    unsafe fn select_above(a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V {
+        std::array::from_fn(|i| {
+            if crate::cpu::kernels::elementwise::ranks_above(a[i], b[i]) {
+                x[i]
+            } else {
+                y[i]
+            }
+        })
     }
     #[inline(always)]
     unsafe fn select_eq(a: Self::V, b: Self::V, x: Self::V, y: Self::V) -> Self::V {
@@ -191,8 +203,11 @@ mod x86 {
             _mm512_add_ps(a, b)
         }
         #[inline(always)]
-        unsafe fn select_gt(a: __m512, b: __m512, x: __m512, y: __m512) -> __m512 {
-            _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b), y, x)
+        unsafe fn select_above(a: __m512, b: __m512, x: __m512, y: __m512) -> __m512 {
+            // `!(a <= b)` (true where either is NaN), in the lanes where `b` is a number.
+            let b_ordered = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(b, b);
+            let above = _mm512_mask_cmp_ps_mask::<_CMP_NLE_UQ>(b_ordered, a, b);
+            _mm512_mask_blend_ps(above, y, x)
         }
         #[inline(always)]
         unsafe fn select_eq(a: __m512, b: __m512, x: __m512, y: __m512) -> __m512 {
@@ -278,8 +293,13 @@ mod x86 {
             _mm256_add_ps(a, b)
         }
         #[inline(always)]
-        unsafe fn select_gt(a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
-            _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_GT_OQ>(a, b))
+        unsafe fn select_above(a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
+            // `!(a <= b)` (true where either is NaN), in the lanes where `b` is a number.
+            let above = _mm256_and_ps(
+                _mm256_cmp_ps::<_CMP_NLE_UQ>(a, b),
+                _mm256_cmp_ps::<_CMP_ORD_Q>(b, b),
+            );
+            _mm256_blendv_ps(y, x, above)
         }
         #[inline(always)]
         unsafe fn select_eq(a: __m256, b: __m256, x: __m256, y: __m256) -> __m256 {
@@ -342,18 +362,32 @@ mod tests {
         S::store(out.as_mut_ptr(), S::splat(2.5));
         assert!(out[..l].iter().all(|&v| v == 2.5));
 
-        // Selections: NaN is neither greater nor equal.
+        // Selections: NaN ranks above every number and not above NaN; NaN equals nothing.
         let mut d = b.clone();
         d[0] = f32::NAN;
         d[1] = a[1];
-        let vd = S::load(d.as_ptr());
-        S::store(out.as_mut_ptr(), S::select_gt(va, vd, vb, vc));
-        for i in 0..l {
-            assert_eq!(
-                out[i],
-                if a[i] > d[i] { b[i] } else { c[i] },
-                "select_gt lane {i}"
-            );
+        d[3] = f32::INFINITY;
+        d[4] = f32::NEG_INFINITY;
+        let mut e = a.clone();
+        e[0] = f32::NAN;
+        e[2] = f32::NAN;
+        e[5] = f32::INFINITY;
+        let (vd, ve) = (S::load(d.as_ptr()), S::load(e.as_ptr()));
+        let ranks_above = |x: f32, y: f32| x > y || (x.is_nan() && !y.is_nan());
+        for (left, vleft, right, vright) in [(&a, va, &d, vd), (&e, ve, &d, vd), (&d, vd, &e, ve)] {
+            S::store(out.as_mut_ptr(), S::select_above(vleft, vright, vb, vc));
+            for i in 0..l {
+                let want = if ranks_above(left[i], right[i]) {
+                    b[i]
+                } else {
+                    c[i]
+                };
+                assert_eq!(
+                    out[i], want,
+                    "select_above({}, {}) lane {i}",
+                    left[i], right[i]
+                );
+            }
         }
         S::store(out.as_mut_ptr(), S::select_eq(va, vd, vb, vc));
         for i in 0..l {

@@ -88,7 +88,7 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize, const MASKED: bool>(t:
             S::add(sum, bias[v])
         };
         if t.relu {
-            S::select_gt(sum, S::zero(), sum, S::zero())
+            S::select_above(sum, S::zero(), sum, S::zero())
         } else {
             sum
         }

@@ -5,6 +5,45 @@ use super::exp::exp;
 use super::{advance, broadcast_strides, Small};
 use crate::ir::{BinaryOp, CompareOp, UnaryOp};
 
+/// `a` ranks above `b` in the order where NaN is the greatest value: `a > b`, or `a` is NaN
+/// and `b` is not. A maximum that keeps its first candidate unless a later one ranks above it
+/// is IEEE 754-2019's `maximum` (NaN wins, the first NaN of a scan is the one kept), which is
+/// what PyTorch's and JAX's `max`, `relu`, max-pooling and `argmax` do.
+#[inline(always)]
+pub fn ranks_above(a: f32, b: f32) -> bool {
+    a > b || (a.is_nan() && !b.is_nan())
+}
+
+/// IEEE 754-2019 `maximum`: NaN when either operand is (unlike `f32::max`, which drops it).
+#[inline(always)]
+pub fn maximum(a: f32, b: f32) -> f32 {
+    if ranks_above(b, a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// IEEE 754-2019 `minimum`: NaN when either operand is (unlike `f32::min`, which drops it).
+#[inline(always)]
+pub fn minimum(a: f32, b: f32) -> f32 {
+    if b < a || (b.is_nan() && !a.is_nan()) {
+        b
+    } else {
+        a
+    }
+}
+
+/// `max(x, 0)` that keeps NaN, as PyTorch's `relu` does (`f32::max(x, 0.0)` maps NaN to 0).
+#[inline(always)]
+pub fn relu(x: f32) -> f32 {
+    if x <= 0.0 {
+        0.0
+    } else {
+        x
+    }
+}
+
 /// `op(x)` for one element.
 #[inline(always)]
 pub fn unary(op: UnaryOp, x: f32) -> f32 {
@@ -14,7 +53,7 @@ pub fn unary(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Log => x.ln(),
         UnaryOp::Sqrt => x.sqrt(),
         UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-        UnaryOp::Relu => x.max(0.0),
+        UnaryOp::Relu => relu(x),
         UnaryOp::Sigmoid => 1.0 / (1.0 + exp(-x)),
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Abs => x.abs(),
@@ -31,8 +70,8 @@ pub fn binary(op: BinaryOp, a: f32, b: f32) -> f32 {
         BinaryOp::Sub => a - b,
         BinaryOp::Mul => a * b,
         BinaryOp::Div => a / b,
-        BinaryOp::Max => a.max(b),
-        BinaryOp::Min => a.min(b),
+        BinaryOp::Max => maximum(a, b),
+        BinaryOp::Min => minimum(a, b),
         BinaryOp::Pow => a.powf(b),
     }
 }

@@ -3,7 +3,7 @@
 //! the group's outputs reach memory.
 
 use super::adam_update::AdamUpdate;
-use super::elementwise::{binary, unary};
+use super::elementwise::{binary, maximum, minimum, relu, unary};
 use crate::cpu::pool::WorkerPool;
 use crate::cpu::simd;
 use crate::ir::{BinaryOp, CompareOp, UnaryOp};
@@ -359,7 +359,7 @@ fn unary_row(op: UnaryOp, x: &[f32], out: &mut [f32]) {
     match op {
         UnaryOp::Neg => each!(|v: f32| -v),
         UnaryOp::Exp => each!(super::exp::exp),
-        UnaryOp::Relu => each!(|v: f32| v.max(0.0)),
+        UnaryOp::Relu => each!(relu),
         UnaryOp::Sqrt => each!(|v: f32| v.sqrt()),
         UnaryOp::Rsqrt => each!(|v: f32| 1.0 / v.sqrt()),
         UnaryOp::Abs => each!(|v: f32| v.abs()),
@@ -419,8 +419,8 @@ fn binary_row(op: BinaryOp, a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
         BinaryOp::Sub => each!(|u: f32, v: f32| u - v),
         BinaryOp::Mul => each!(|u: f32, v: f32| u * v),
         BinaryOp::Div => each!(|u: f32, v: f32| u / v),
-        BinaryOp::Max => each!(|u: f32, v: f32| u.max(v)),
-        BinaryOp::Min => each!(|u: f32, v: f32| u.min(v)),
+        BinaryOp::Max => each!(maximum),
+        BinaryOp::Min => each!(minimum),
         BinaryOp::Pow => each!(|u: f32, v: f32| binary(op, u, v)),
     }
 }

@@ -1,5 +1,6 @@
 //! Label and type conversions: one-hot, argmax, cast.
 
+use super::elementwise::ranks_above;
 use crate::host::HostSlice;
 use crate::DType;
 
@@ -16,7 +17,7 @@ pub fn one_hot(labels: &[i32], depth: usize, y: &mut [f32]) {
 }
 
 /// Index of the first maximum along the axis of length `len` in `x` viewed as
-/// `[outer, len, inner]`.
+/// `[outer, len, inner]`; NaN is the maximum (the first NaN's index, as NumPy gives).
 pub fn argmax(x: &[f32], outer: usize, len: usize, inner: usize, y: &mut [i32]) {
     for o in 0..outer {
         for i in 0..inner {
@@ -25,7 +26,7 @@ pub fn argmax(x: &[f32], outer: usize, len: usize, inner: usize, y: &mut [i32]) 
             let mut best_v = x[base];
             for k in 1..len {
                 let v = x[base + k * inner];
-                if v > best_v || (best_v.is_nan() && !v.is_nan()) {
+                if ranks_above(v, best_v) {
                     best = k;
                     best_v = v;
                 }

@@ -1,6 +1,7 @@
 //! Max- and average-pooling over NHWC and their gradients. Channels are innermost, so every
 //! window step is a contiguous vector operation over `C`.
 
+use super::elementwise::{maximum, ranks_above};
 use crate::cpu::pool::{SharedMut, WorkerPool};
 use crate::cpu::simd;
 use crate::ir::Pool2dAttrs;
@@ -63,7 +64,7 @@ impl PoolGeometry {
     }
 }
 
-/// Max-pooling; a window entirely in padding yields `-inf`.
+/// Max-pooling; a window entirely in padding yields `-inf`, one holding a NaN yields NaN.
 pub fn max_pool(g: &PoolGeometry, x: &[f32], y: &mut [f32], pool: &WorkerPool) {
     let out = SharedMut::new(y.as_mut_ptr());
     g.per_image(pool, &|img| {
@@ -74,7 +75,9 @@ pub fn max_pool(g: &PoolGeometry, x: &[f32], y: &mut [f32], pool: &WorkerPool) {
                 dst.fill(f32::NEG_INFINITY);
                 for (iy, ix) in g.window(oy, ox) {
                     let src = &x[g.at(img, iy, ix)..][..g.c];
-                    dst.iter_mut().zip(src).for_each(|(d, &s)| *d = d.max(s));
+                    dst.iter_mut()
+                        .zip(src)
+                        .for_each(|(d, &s)| *d = maximum(*d, s));
                 }
             }
         }
@@ -84,7 +87,8 @@ pub fn max_pool(g: &PoolGeometry, x: &[f32], y: &mut [f32], pool: &WorkerPool) {
 /// Channels handled together when looking for each window's maxima.
 const CHANNEL_BLOCK: usize = 64;
 
-/// Gradient of max-pooling: each window's gradient goes to its first maximal input.
+/// Gradient of max-pooling: each window's gradient goes to its first maximal input, where NaN
+/// is the greatest value (the cell that made the forward's output NaN), as in PyTorch.
 ///
 /// Windows that tile the input exactly (stride = window, no padding, sizes divisible) take a
 /// vectorised path that writes every input cell once; otherwise `dx` is cleared and gradients
@@ -128,8 +132,8 @@ fn max_pool_grad_general(
                         let at = g.at(img, iy, ix) + c0;
                         let row = &x[at..at + cn];
                         for (k, &v) in row.iter().enumerate() {
-                            // `best_at == MAX` also takes a first NaN or -inf, as a scan would.
-                            if v > best[k] || best_at[k] == usize::MAX {
+                            // `best_at == MAX` also takes a first -inf, as a scan would.
+                            if ranks_above(v, best[k]) || best_at[k] == usize::MAX {
                                 best[k] = v;
                                 best_at[k] = at + k;
                             }
@@ -151,10 +155,9 @@ fn max_pool_grad_general(
 const LANES: usize = 16;
 
 /// [`max_pool_grad`] for windows that tile the input, branch-free over channels: per window
-/// and block of channels, the maximum is found first (starting from the window's first cell
-/// and replacing it only by a greater value, as the scan does), then the cells are walked in
-/// order and the first that equals it takes the gradient. A NaN maximum can only come from
-/// the first cell, which then takes the gradient, again as the scan does.
+/// and block of channels, the maximum is found first (NaN-propagating, so it is NaN exactly
+/// when a cell is), then the cells are walked in order and the first that equals it (or is
+/// NaN when it is) takes the gradient, as the scan does.
 fn max_pool_grad_tiled(g: &PoolGeometry, x: &[f32], dy: &[f32], dx: &mut [f32], pool: &WorkerPool) {
     let full = g.c / LANES * LANES;
     let out = SharedMut::new(dx.as_mut_ptr());
@@ -202,7 +205,7 @@ impl Window<'_> {
             for c in 0..ww {
                 let v = block(at(r, c));
                 for l in 0..L {
-                    best[l] = if v[l] > best[l] { v[l] } else { best[l] };
+                    best[l] = maximum(best[l], v[l]);
                 }
             }
         }
@@ -210,14 +213,14 @@ impl Window<'_> {
         let mut left: [f32; L] = self.grad[c0..][..L].try_into().unwrap();
         for r in 0..wh {
             for c in 0..ww {
-                let (first, at) = (r == 0 && c == 0, at(r, c));
+                let at = at(r, c);
                 let v = block(at);
                 // SAFETY: the window's cells belong to the image of the task routing it.
                 let dst = unsafe { out.slice(at, L) };
                 // Lane by lane rather than through a block copied in: the copy would pass
                 // through memory.
                 for l in 0..L {
-                    let takes = v[l] == best[l] || (first && v[l].is_nan());
+                    let takes = v[l] == best[l] || (v[l].is_nan() && best[l].is_nan());
                     dst[l] = if takes { left[l] } else { 0.0 };
                     left[l] = if takes { 0.0 } else { left[l] };
                 }
@@ -318,7 +321,7 @@ mod tests {
                     let mut best: Option<(f32, usize)> = None;
                     for (iy, ix) in g.window(oy, ox) {
                         let at = g.at(img, iy, ix) + ch;
-                        if best.is_none_or(|(b, _)| x[at] > b) {
+                        if best.is_none_or(|(b, _)| x[at] > b || (x[at].is_nan() && !b.is_nan())) {
                             best = Some((x[at], at));
                         }
                     }

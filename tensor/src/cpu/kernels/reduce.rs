@@ -1,5 +1,6 @@
 //! Reductions over any set of axes.
 
+use super::elementwise::maximum;
 use super::Small;
 use crate::cpu::pool::{SharedMut, WorkerPool};
 use crate::cpu::simd;
@@ -41,7 +42,7 @@ pub fn reduce(
     }
     if let [(rows, true), (cols, false)] = *merged {
         match op {
-            ReduceOp::Max => leading(x, rows, cols, y, pool, f32::max),
+            ReduceOp::Max => leading(x, rows, cols, y, pool, maximum),
             _ => leading(x, rows, cols, y, pool, |a, b| a + b),
         }
     } else {
@@ -70,7 +71,13 @@ fn strided(op: ReduceOp, x: &[f32], merged: &[(usize, bool)], y: &mut [f32]) {
     for m in &merged[..merged.len().saturating_sub(1)] {
         outer.push(m.0);
     }
-    let combine = |a: f32, b: f32| if op == ReduceOp::Max { a.max(b) } else { a + b };
+    let combine = |a: f32, b: f32| {
+        if op == ReduceOp::Max {
+            maximum(a, b)
+        } else {
+            a + b
+        }
+    };
     let mut idx = Small::<usize>::filled(outer.len());
     let mut xo = 0;
     loop {
@@ -215,7 +222,13 @@ mod tests {
             .map(|c| {
                 let column = (0..rows).map(|r| x[r * cols + c] as f64);
                 match op {
-                    ReduceOp::Max => column.fold(f64::NEG_INFINITY, f64::max) as f32,
+                    ReduceOp::Max => column.fold(f64::NEG_INFINITY, |a, b| {
+                        if a.is_nan() || b.is_nan() {
+                            f64::NAN
+                        } else {
+                            a.max(b)
+                        }
+                    }) as f32,
                     ReduceOp::Sum => column.sum::<f64>() as f32,
                     ReduceOp::Mean => (column.sum::<f64>() / rows as f64) as f32,
                 }

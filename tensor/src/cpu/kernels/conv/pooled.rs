@@ -199,8 +199,9 @@ fn pool_row(
 }
 
 /// [`pool_row`] for one instruction set: per pooled pixel and channel vector, the biased
-/// window cells compared in registers, strictly greater winning (so the first cell holding
-/// the maximum does, as `max_pool2d_grad` scans), the winning cell tracked as a float.
+/// window cells compared in registers, a cell ranking above the best so far winning (so the
+/// first cell holding the maximum, or the first NaN, does, as `max_pool2d_grad` scans), the
+/// winning cell tracked as a float.
 ///
 /// # Safety
 /// As [`pool_row`] checks; `codes`, when given, holds `g.pw * o` bytes.
@@ -229,19 +230,19 @@ unsafe fn pool_vectors<S: Simd>(
                 for dx in usize::from(dy == 0)..ww {
                     cell = S::add(cell, one);
                     let v = S::add(S::load_first(row.add(dx * o), n), b);
-                    at = S::select_gt(v, best, cell, at);
-                    best = S::select_gt(v, best, v, best);
+                    at = S::select_above(v, best, cell, at);
+                    best = S::select_above(v, best, v, best);
                 }
             }
             let at_out = px * o + c0;
             if g.relu {
-                // Not above zero (NaN included): the ReLU passed nothing.
+                // Not above zero: the ReLU passed nothing. A NaN passes, with its gradient.
                 S::store_first(
                     out.as_mut_ptr().add(at_out),
-                    S::select_gt(best, zero, best, zero),
+                    S::select_above(best, zero, best, zero),
                     n,
                 );
-                at = S::select_gt(best, zero, at, none);
+                at = S::select_above(best, zero, at, none);
             } else {
                 S::store_first(out.as_mut_ptr().add(at_out), best, n);
             }

@@ -187,8 +187,9 @@ impl ForwardTile<'_> {
 
 /// `G` pooled pixels × `L` channels: the `4·G` convolution pixels' sums in registers (as the
 /// general forward tile: per tap, the filter vectors loaded once and one input value
-/// broadcast per pixel), then per window the bias, the max in scan order (strictly greater
-/// wins, so the first cell holding the maximum does), the ReLU and the winning cell's code.
+/// broadcast per pixel), then per window the bias, the max in scan order (a cell ranking
+/// above the best so far wins, so the first cell holding the maximum, or the first NaN,
+/// does), the ReLU and the winning cell's code.
 ///
 /// # Safety
 /// As [`forward_image`] checks; `S`'s instructions present.
@@ -217,14 +218,14 @@ unsafe fn forward_vectors<S: Simd, const G: usize, const P: usize, const L: usiz
             let mut at = zero;
             for k in 1..4 {
                 let value = cell(k);
-                at = S::select_gt(value, best, S::splat(k as f32), at);
-                best = S::select_gt(value, best, value, best);
+                at = S::select_above(value, best, S::splat(k as f32), at);
+                best = S::select_above(value, best, value, best);
             }
             let out = gi * t.o + c;
             if t.relu {
-                // Not above zero (NaN included): the ReLU passed nothing.
-                best = S::select_gt(best, zero, best, zero);
-                at = S::select_gt(best, zero, at, none);
+                // Not above zero: the ReLU passed nothing. A NaN passes, with its gradient.
+                best = S::select_above(best, zero, best, zero);
+                at = S::select_above(best, zero, at, none);
             }
             S::store_first(t.p.add(out), best, n);
             if let Some(codes) = t.codes {
