@@ -261,11 +261,12 @@ fn unary_rule(graph: &mut Graph, op: UnaryOp, x: NodeId, y: NodeId, g: NodeId) -
             graph.mul(g, d)
         }
         UnaryOp::Relu => {
-            // From the output (y > 0 exactly where x > 0), so that the pre-activation need not
+            // From the output (y ≤ 0 exactly where x ≤ 0), so that the pre-activation need not
             // be kept for the backward pass; the scalar zero is broadcast by the select itself.
+            // As PyTorch's `threshold_backward`, the gradient passes where y is NaN.
             let zero = graph.scalar(0.0);
-            let positive = graph.compare(CompareOp::Gt, y, zero)?;
-            graph.select(positive, g, zero)
+            let clamped = graph.compare(CompareOp::Le, y, zero)?;
+            graph.select(clamped, zero, g)
         }
         UnaryOp::Sigmoid => {
             let one = graph.scalar(1.0);
@@ -319,18 +320,21 @@ fn binary_rule(
             (da, graph.neg(gyb)?)
         }
         BinaryOp::Max | BinaryOp::Min => {
-            let cmp = if op == BinaryOp::Max {
-                CompareOp::Ge
+            // Each side loses where the other strictly wins; a tie goes to `a`. Where either
+            // is NaN neither comparison holds and both get the gradient, as in PyTorch.
+            let (a_loses, b_loses) = if op == BinaryOp::Max {
+                (CompareOp::Lt, CompareOp::Ge)
             } else {
-                CompareOp::Le
+                (CompareOp::Gt, CompareOp::Le)
             };
-            let a_wins = graph.compare(cmp, a, b)?;
+            let a_loses = graph.compare(a_loses, a, b)?;
+            let b_loses = graph.compare(b_loses, a, b)?;
             let zero = graph.scalar(0.0);
             let zeros = full(graph, zero)?;
             let g = full(graph, g)?;
             (
-                graph.select(a_wins, g, zeros)?,
-                graph.select(a_wins, zeros, g)?,
+                graph.select(a_loses, zeros, g)?,
+                graph.select(b_loses, zeros, g)?,
             )
         }
         BinaryOp::Pow => {
@@ -380,6 +384,8 @@ fn reduce_rule(
                 graph.reshape(y, kept)?
             };
             let y_full = graph.broadcast(y_kept, xs)?;
+            // Where the maximum is NaN no element equals it and the gradient is 0, as with
+            // PyTorch's `amax` and JAX's `max`: the loss is NaN already.
             let is_max = graph.compare(CompareOp::Eq, x, y_full)?;
             let zero = graph.scalar(0.0);
             let zeros = graph.broadcast(zero, graph.shape(g_full)?.clone())?;

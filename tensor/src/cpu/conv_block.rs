@@ -313,7 +313,7 @@ impl Finder<'_> {
                     steps.push(BlockStep::Backward(back));
                 }
                 // The ReLU masks of the gradients found above.
-                Op::Compare(CompareOp::Gt) if relu => {}
+                Op::Compare(CompareOp::Le) if relu => {}
                 _ => return None,
             }
         }
@@ -361,16 +361,16 @@ impl Finder<'_> {
     ) -> Option<BlockBackward> {
         let dp = self.input(grad, 1)?;
         let mut interior = Vec::new();
-        // dz: the ReLU's select(v > 0, grad, 0), or the pooling gradient itself.
+        // dz: the ReLU's select(v <= 0, 0, grad), or the pooling gradient itself.
         let dz = if relu {
             let [select] = self.readers[grad.0][..] else {
                 return None;
             };
             let mask = self.input(select, 0)?;
             let fits = matches!(self.op(select), Op::Select)
-                && self.input(select, 1) == Some(grad)
-                && self.input(select, 2).is_some_and(|z| self.is_zero(z))
-                && matches!(self.op(mask), Op::Compare(CompareOp::Gt))
+                && self.input(select, 1).is_some_and(|z| self.is_zero(z))
+                && self.input(select, 2) == Some(grad)
+                && matches!(self.op(mask), Op::Compare(CompareOp::Le))
                 && self.input(mask, 0) == Some(v)
                 && self.input(mask, 1).is_some_and(|z| self.is_zero(z))
                 && self.only_read_by(mask, select)

@@ -543,6 +543,16 @@ impl CpuExecutable {
         self.steps.len()
     }
 
+    /// What each step runs, in order, as the profile names it (`fused(mul,add,relu) [4, 5]`,
+    /// `matmul(bias,relu) …`, `conv2d+bias+relu+max_pool2d`): for tests that must know which
+    /// kernel a graph reached.
+    pub fn step_labels(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .map(|step| step_label(&self.graph, step))
+            .collect()
+    }
+
     /// The graph after the compile-time passes.
     pub fn graph(&self) -> &Graph {
         &self.graph

@@ -193,8 +193,8 @@ mod tests {
         let a = g.relu(x).unwrap();
         let y = g.matmul(a, w).unwrap();
         let zero = g.scalar(0.0);
-        let mask = g.compare(crate::ir::CompareOp::Gt, a, zero).unwrap();
-        let back = g.select(mask, y, zero).unwrap();
+        let mask = g.compare(crate::ir::CompareOp::Le, a, zero).unwrap();
+        let back = g.select(mask, zero, y).unwrap();
         g.output("y", back).unwrap();
         let groups = groups_of(&g);
         assert_eq!(groups.len(), 2, "{groups:?}");
