@@ -615,8 +615,19 @@ impl CpuExecutable {
         let elem = node.dtype.size_in_bytes();
         match &node.op {
             Op::Unary(u) => ew::unary_kernel(*u, f(0), y()),
+            Op::Binary(b) if node.dtype == DType::I32 => {
+                let i = |k: usize| typed::<i32>(ptrs[node.inputs[k].0], operand(k).shape.numel());
+                let yi = std::slice::from_raw_parts_mut(out as *mut i32, out_len);
+                let op = |x, z| ew::binary_i32(*b, x, z).unwrap_or_default();
+                ew::binary_kernel(
+                    op,
+                    (i(0), dims(0)),
+                    (i(1), dims(1)),
+                    (yi, node.shape.dims()),
+                );
+            }
             Op::Binary(b) => ew::binary_kernel(
-                *b,
+                |x, z| ew::binary(*b, x, z),
                 (f(0), dims(0)),
                 (f(1), dims(1)),
                 (y(), node.shape.dims()),

@@ -39,9 +39,11 @@ pub fn infer(op: &Op, operands: &[Operand<'_>]) -> Result<(Shape, DType)> {
             float(name, d)?;
             Ok((s.clone(), d))
         }
-        Op::Binary(_) => {
+        Op::Binary(op) => {
             let ((a, da), (b, db)) = (operands[0], operands[1]);
-            float(name, da)?;
+            if !(da == DType::I32 && op.takes_integers()) {
+                float(name, da)?;
+            }
             same_dtype(name, da, db)?;
             Ok((a.broadcast(b, name)?, da))
         }

@@ -54,6 +54,15 @@ pub enum BinaryOp {
     Pow,
 }
 
+impl BinaryOp {
+    /// Whether the op is defined on `I32` operands: add, subtract and multiply wrap modulo
+    /// 2³² (two's complement, as every backend's integer arithmetic does), max and min are
+    /// exact; division and powers are float-only.
+    pub fn takes_integers(self) -> bool {
+        !matches!(self, BinaryOp::Div | BinaryOp::Pow)
+    }
+}
+
 /// Elementwise comparisons; the result is `Bool`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CompareOp {

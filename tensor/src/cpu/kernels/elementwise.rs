@@ -118,17 +118,29 @@ pub fn unary_kernel(op: UnaryOp, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// General broadcasting binary kernel.
-pub fn binary_kernel(
-    op: BinaryOp,
-    a: (&[f32], &[usize]),
-    b: (&[f32], &[usize]),
-    y: (&mut [f32], &[usize]),
+/// `op(a, b)` on integers, wrapping on overflow; `None` for the float-only ops (which shape
+/// inference refuses on `I32`, see [`BinaryOp::takes_integers`]).
+#[inline]
+pub fn binary_i32(op: BinaryOp, a: i32, b: i32) -> Option<i32> {
+    Some(match op {
+        BinaryOp::Add => a.wrapping_add(b),
+        BinaryOp::Sub => a.wrapping_sub(b),
+        BinaryOp::Mul => a.wrapping_mul(b),
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+        BinaryOp::Div | BinaryOp::Pow => return None,
+    })
+}
+
+/// General broadcasting binary kernel: `y = f(a, b)` elementwise.
+pub fn binary_kernel<T: Copy>(
+    f: impl Fn(T, T) -> T,
+    a: (&[T], &[usize]),
+    b: (&[T], &[usize]),
+    y: (&mut [T], &[usize]),
 ) {
     let (out, dims) = y;
-    for_each_broadcast(dims, [a.1, b.1], |i, [ia, ib]| {
-        out[i] = binary(op, a.0[ia], b.0[ib])
-    });
+    for_each_broadcast(dims, [a.1, b.1], |i, [ia, ib]| out[i] = f(a.0[ia], b.0[ib]));
 }
 
 /// General broadcasting comparison kernel.
