@@ -61,7 +61,7 @@
 //! Two processes must not save to the same directory at the same time (the later one removes
 //! the other's temporary directory as a leftover).
 
-use crate::layers;
+use crate::layers::{self, StateKind};
 use crate::losses::Loss;
 use crate::metrics::Metric;
 use crate::optimizers;
@@ -97,6 +97,9 @@ struct ModelFile {
     /// The weight-initialisation seed (`null` in files that did not record it).
     #[serde(default)]
     seed: Option<u64>,
+    /// The input shape given by `Sequential::input` (absent when a layer declares it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input: Option<Vec<usize>>,
     layers: Vec<LayerEntry>,
     #[serde(default)]
     compile: Option<CompileEntry>,
@@ -207,11 +210,38 @@ fn weight_specs(model: &Sequential) -> Result<Vec<(String, Expected)>> {
                 name.clone(),
                 Expected {
                     shape: spec.shape.clone(),
-                    dtype: DType::F32,
+                    dtype: spec.dtype(),
                 },
             )
         })
         .collect())
+}
+
+/// Reads step counters saved by versions that kept them in an `f32` (whole numbers below
+/// 2²⁴) as the `I32` the model now keeps.
+fn upgrade_f32_counters(model: &Sequential, found: &mut BTreeMap<String, HostTensor>) {
+    let Some(built) = model.built.as_ref() else {
+        return;
+    };
+    for (name, spec) in built.params.iter().flatten() {
+        if spec.kind != StateKind::Counter {
+            continue;
+        }
+        if let Some(t) = found.get_mut(name) {
+            let counts: Option<Vec<i32>> = t.as_f32().ok().and_then(|v| {
+                v.iter()
+                    .map(|&c| {
+                        (c.fract() == 0.0 && (0.0..16_777_216.0).contains(&c)).then_some(c as i32)
+                    })
+                    .collect()
+            });
+            if let Some(counts) = counts {
+                if let Ok(upgraded) = HostTensor::i32(t.shape.clone(), counts) {
+                    *t = upgraded;
+                }
+            }
+        }
+    }
 }
 
 /// Checks that `found` holds exactly the model's weights, with the right shapes.
@@ -371,6 +401,7 @@ pub(crate) fn save_checkpoint(
                 format: FORMAT.to_string(),
                 format_version: FORMAT_VERSION,
                 seed: Some(model.initial_seed()),
+                input: model.declared_input().map(<[usize]>::to_vec),
                 layers,
                 compile,
                 files,
@@ -423,6 +454,9 @@ impl Sequential {
         if let Some(seed) = file.seed {
             model = model.seed(seed);
         }
+        if let Some(input) = file.input {
+            model = model.input(input);
+        }
         for (i, entry) in file.layers.into_iter().enumerate() {
             let layer = layers::from_config(&entry.kind, entry.config)
                 .map_err(|e| format_err(&model_path, format!("layer {i} ({}): {e}", entry.kind)))?;
@@ -448,7 +482,8 @@ impl Sequential {
         }
 
         let weights_path = dir.join(WEIGHTS_FILE);
-        let weights = read_verified(&weights_path, &model_path, &file.files)?;
+        let mut weights = read_verified(&weights_path, &model_path, &file.files)?;
+        upgrade_f32_counters(&model, &mut weights);
         check_weights(&weights_path, &model, &weights)?;
         model.set_weights(&weights)?;
 
@@ -477,7 +512,8 @@ impl Sequential {
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         self.build()?;
-        let weights = load_safetensors(path).map_err(from_tensor)?;
+        let mut weights = load_safetensors(path).map_err(from_tensor)?;
+        upgrade_f32_counters(self, &mut weights);
         check_weights(path, self, &weights)?;
         self.set_weights(&weights)
     }

@@ -31,8 +31,8 @@ pub mod prelude {
     pub use crate::history::History;
     pub use crate::initializers::Initializer;
     pub use crate::layers::{
-        ActivationLayer, AveragePooling2D, Conv2D, Dense, Flatten, Layer, MaxPooling2D, Padding,
-        Softmax,
+        ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+        Layer, MaxPooling2D, Padding, Softmax,
     };
     pub use crate::losses::Loss;
     pub use crate::metrics::Metric;

@@ -46,6 +46,21 @@ impl Loss {
         Loss::SparseCategoricalCrossentropy { from_logits: false }
     }
 
+    /// The same cross-entropy taking logits (`on`) or probabilities, as Keras's
+    /// `from_logits=True`; other losses are returned unchanged.
+    pub fn from_logits(self, on: bool) -> Self {
+        match self {
+            Loss::SparseCategoricalCrossentropy { .. } => {
+                Loss::SparseCategoricalCrossentropy { from_logits: on }
+            }
+            Loss::CategoricalCrossentropy { .. } => {
+                Loss::CategoricalCrossentropy { from_logits: on }
+            }
+            Loss::BinaryCrossentropy { .. } => Loss::BinaryCrossentropy { from_logits: on },
+            Loss::MeanSquaredError => Loss::MeanSquaredError,
+        }
+    }
+
     /// The labels this loss expects.
     pub fn label_kind(&self) -> LabelKind {
         match self {

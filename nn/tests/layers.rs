@@ -7,13 +7,15 @@
 use hasten_nn::activations::Activation;
 use hasten_nn::layers::{
     self, ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-    ForwardCtx, Layer, MaxPooling2D, Padding, Softmax,
+    ForwardCtx, Layer, MaxPooling2D, Padding, Softmax, StateKind,
 };
 use hasten_nn::losses::Loss;
 use hasten_nn::optimizers::Adam;
 use hasten_nn::{FitOptions, Sequential, Verbosity};
 use hasten_tensor::candle_core::{self as candle, DType as CDType, Tensor, D};
-use hasten_tensor::{grad, Backend, CpuBackend, CpuOptions, DType, Executable, Graph, HostTensor};
+use hasten_tensor::{
+    grad, Backend, CpuBackend, CpuOptions, DType, Executable, Graph, HostData, HostTensor,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -53,7 +55,7 @@ fn compile(
     let specs = layer.params(&x_dims[1..])?;
     let mut params = Vec::new();
     for spec in &specs {
-        params.push(g.parameter(spec.name, spec.shape.clone(), DType::F32)?);
+        params.push(g.parameter(spec.name, spec.shape.clone(), spec.dtype())?);
     }
     let mut updates = Vec::new();
     let mut ctx = ForwardCtx {
@@ -78,6 +80,7 @@ fn compile(
     for spec in &specs {
         let value = match given.get(spec.name) {
             Some(v) => v.clone(),
+            None if spec.kind == StateKind::Counter => spec.initial_value(rng)?,
             None if spec.name.contains("variance") => uniform(rng, &spec.shape, 0.5, 1.5),
             None => uniform(rng, &spec.shape, -1.0, 1.0),
         };
@@ -412,9 +415,9 @@ fn dropout_is_the_identity_at_inference() -> TestResult {
 }
 
 /// A training-mode dropout layer over `dims`, with its step counter at `counter`.
-fn dropout_training(layer: &Dropout, dims: &[usize], counter: f32) -> AnyResult<Compiled> {
+fn dropout_training(layer: &Dropout, dims: &[usize], counter: i32) -> AnyResult<Compiled> {
     let mut given = BTreeMap::new();
-    given.insert("seed", HostTensor::scalar(counter));
+    given.insert("seed", HostTensor::i32([0usize; 0], vec![counter])?);
     compile(
         layer,
         dims,
@@ -433,7 +436,7 @@ fn dropout_training_mask_statistics() -> TestResult {
     let dims = [64, 1000];
     let x = uniform(&mut StdRng::seed_from_u64(81), &dims, 0.5, 2.0);
     let xs = x.as_f32()?.to_vec();
-    let mut c = dropout_training(&layer, &dims, 0.0)?;
+    let mut c = dropout_training(&layer, &dims, 0)?;
     let mut masks = Vec::new();
     for step in 0..3 {
         let y = c.run(&x)?;
@@ -463,7 +466,7 @@ fn dropout_training_mask_statistics() -> TestResult {
         masks.push(y.iter().map(|&v| v == 0.0).collect::<Vec<bool>>());
         // The counter advanced.
         let counter = c.exe.read_state("seed")?;
-        assert_eq!(counter.as_f32()?, &[step as f32 + 1.0]);
+        assert_eq!(counter.data, HostData::I32(vec![step + 1]));
     }
     // Fresh masks every step, roughly independent (overlap of drops ≈ rate²).
     for (a, b) in [(0, 1), (1, 2), (0, 2)] {
@@ -478,12 +481,12 @@ fn dropout_training_mask_statistics() -> TestResult {
     }
     // Deterministic and resumable: a fresh executable whose counter is 1 repeats step 1, with
     // the reference CPU options too.
-    let mut again = dropout_training(&layer, &dims, 1.0)?;
+    let mut again = dropout_training(&layer, &dims, 1)?;
     let y = again.run(&x)?;
     let mask: Vec<bool> = y.as_f32()?.iter().map(|&v| v == 0.0).collect();
     assert_eq!(mask, masks[1]);
     let mut given = BTreeMap::new();
-    given.insert("seed", HostTensor::scalar(1.0));
+    given.insert("seed", HostTensor::i32([0usize; 0], vec![1])?);
     let mut reference = compile(
         &layer,
         &dims,
@@ -507,14 +510,29 @@ fn dropout_training_mask_statistics() -> TestResult {
             d
         },
     ] {
-        let y = dropout_training(&other, &dims, 1.0)?.run(&x)?;
+        let y = dropout_training(&other, &dims, 1)?.run(&x)?;
         let mask: Vec<bool> = y.as_f32()?.iter().map(|&v| v == 0.0).collect();
         assert_ne!(mask, masks[1], "{other:?}");
     }
-    // The counter wraps at 2^24 instead of getting stuck where f32 stops counting.
-    let mut c = dropout_training(&layer, &[4, 4], 16_777_215.0)?;
+    // The counter is an integer: past 2^24 (where an f32 counter had to wrap, repeating the
+    // masks of step 0) it still draws new masks, and it wraps only at 2^32.
+    for counter in [1 << 24, (1 << 24) + 1, i32::MIN, -1] {
+        let y = dropout_training(&layer, &dims, counter)?.run(&x)?;
+        let mask: Vec<bool> = y.as_f32()?.iter().map(|&v| v == 0.0).collect();
+        assert!(
+            masks.iter().all(|m| *m != mask),
+            "counter {counter} repeats a mask"
+        );
+    }
+    let mut c = dropout_training(&layer, &[4, 4], i32::MAX)?;
     c.run(&uniform(&mut StdRng::seed_from_u64(1), &[4, 4], 1.0, 2.0))?;
-    assert_eq!(c.exe.read_state("seed")?.as_f32()?, &[0.0]);
+    assert_eq!(
+        c.exe.read_state("seed")?.data,
+        HostData::I32(vec![i32::MIN])
+    );
+    let mut c = dropout_training(&layer, &[4, 4], -1)?;
+    c.run(&uniform(&mut StdRng::seed_from_u64(1), &[4, 4], 1.0, 2.0))?;
+    assert_eq!(c.exe.read_state("seed")?.data, HostData::I32(vec![0]));
     Ok(())
 }
 
@@ -525,7 +543,7 @@ fn dropout_gradient_is_the_mask() -> TestResult {
     layer.set_name("dropout".into());
     let mut g = Graph::new();
     let x = g.parameter("x", [50, 40], DType::F32)?;
-    let counter = g.parameter("seed", [0usize; 0], DType::F32)?;
+    let counter = g.parameter("seed", [0usize; 0], DType::I32)?;
     let mut updates = Vec::new();
     let mut ctx = ForwardCtx {
         training: true,
@@ -560,7 +578,7 @@ fn dropout_rejects_bad_rates() {
         assert!(layer.params(&[3]).is_err());
     }
     // Rate 0 is the identity even while training.
-    let mut c = dropout_training(&Dropout::new(0.0), &[2, 3], 0.0).expect("compiles");
+    let mut c = dropout_training(&Dropout::new(0.0), &[2, 3], 0).expect("compiles");
     let x = uniform(&mut StdRng::seed_from_u64(2), &[2, 3], -1.0, 1.0);
     assert_eq!(c.run(&x).expect("runs"), x);
 }
@@ -782,7 +800,7 @@ fn a_model_trains_with_dropout_and_batch_normalization() -> TestResult {
     }
     // The dropout counter counted the steps (5 batches per epoch, 2 epochs).
     assert_eq!(model.iterations()?, 10);
-    assert_eq!(state["dropout/seed"].as_f32()?, &[10.0]);
+    assert_eq!(state["dropout/seed"].data, HostData::I32(vec![10]));
     // The moving statistics moved.
     assert!(state["batch_normalization/moving_mean"]
         .as_f32()?

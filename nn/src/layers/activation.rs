@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct ActivationLayer {
     /// The activation.
     pub activation: Activation,
+    /// Per-sample input shape, when this is the first layer.
+    #[serde(default)]
+    pub input_shape: Option<Vec<usize>>,
     /// Name.
     #[serde(default)]
     pub name: String,
@@ -21,14 +24,20 @@ impl ActivationLayer {
     pub fn new(activation: Activation) -> Self {
         ActivationLayer {
             activation,
+            input_shape: None,
             name: String::new(),
         }
     }
+
+    input_shape_builder!();
 }
 
 /// Softmax over the last axis (Keras's `Softmax`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Softmax {
+    /// Per-sample input shape, when this is the first layer.
+    #[serde(default)]
+    pub input_shape: Option<Vec<usize>>,
     /// Name.
     #[serde(default)]
     pub name: String,
@@ -39,6 +48,8 @@ impl Softmax {
     pub fn new() -> Self {
         Self::default()
     }
+
+    input_shape_builder!();
 }
 
 fn apply(activation: Activation, g: &mut Graph, x: NodeId) -> Result<LayerOutput> {

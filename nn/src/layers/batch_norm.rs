@@ -1,6 +1,6 @@
 //! Batch normalisation layer.
 
-use super::{ForwardCtx, Layer, LayerOutput, ParamSpec};
+use super::{ForwardCtx, Layer, LayerOutput, ParamSpec, StateKind};
 use crate::initializers::Initializer;
 use crate::optimizers::blend;
 use crate::{Error, Result};
@@ -113,11 +113,7 @@ impl BatchNormalization {
         self
     }
 
-    /// Declares the per-sample input shape (first layer).
-    pub fn input_shape(mut self, shape: impl Into<Vec<usize>>) -> Self {
-        self.input_shape = Some(shape.into());
-        self
-    }
+    input_shape_builder!();
 
     /// The number of features (the last dim), after checking the settings.
     fn features(&self, input: &[usize]) -> Result<usize> {
@@ -144,7 +140,7 @@ impl BatchNormalization {
 }
 
 impl Layer for BatchNormalization {
-    layer_basics!("BatchNormalization", input_shape);
+    layer_basics!("BatchNormalization");
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.features(input)?;
@@ -159,6 +155,7 @@ impl Layer for BatchNormalization {
             init,
             fans: (c, c),
             trainable,
+            kind: StateKind::Parameter,
         };
         let mut specs = Vec::with_capacity(4);
         if self.scale {

@@ -1,6 +1,6 @@
 //! 2-D convolution layer.
 
-use super::{ForwardCtx, Layer, LayerOutput, Padding, ParamSpec};
+use super::{ForwardCtx, Layer, LayerOutput, Padding, ParamSpec, StateKind};
 use crate::activations::Activation;
 use crate::initializers::Initializer;
 use crate::{Error, Result};
@@ -94,12 +94,7 @@ impl Conv2D {
         self
     }
 
-    /// Declares the per-sample input shape (first layer): `(H, W, C)`, or `(H, W)` for one
-    /// channel.
-    pub fn input_shape(mut self, shape: impl Into<Vec<usize>>) -> Self {
-        self.input_shape = Some(shape.into());
-        self
-    }
+    input_shape_builder!();
 
     /// `(H, W, C)` from a per-sample input shape.
     fn hwc(&self, input: &[usize]) -> Result<[usize; 3]> {
@@ -115,7 +110,14 @@ impl Conv2D {
 }
 
 impl Layer for Conv2D {
-    layer_basics!("Conv2D", input_shape);
+    layer_basics!("Conv2D");
+
+    fn full_input_shape(&self, declared: &[usize]) -> Vec<usize> {
+        match *declared {
+            [h, w] => vec![h, w, 1],
+            _ => declared.to_vec(),
+        }
+    }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let [h, w, _] = self.hwc(input)?;
@@ -147,6 +149,7 @@ impl Layer for Conv2D {
             init: self.kernel_initializer,
             fans: (receptive * c, receptive * self.filters),
             trainable: true,
+            kind: StateKind::Parameter,
         }];
         if self.use_bias {
             specs.push(ParamSpec {
@@ -155,6 +158,7 @@ impl Layer for Conv2D {
                 init: Initializer::Zeros,
                 fans: (1, 1),
                 trainable: true,
+                kind: StateKind::Parameter,
             });
         }
         Ok(specs)

@@ -1,6 +1,6 @@
 //! Fully connected layer.
 
-use super::{batch_of, batched, ForwardCtx, Layer, LayerOutput, ParamSpec};
+use super::{batch_of, batched, ForwardCtx, Layer, LayerOutput, ParamSpec, StateKind};
 use crate::activations::Activation;
 use crate::initializers::Initializer;
 use crate::{Error, Result};
@@ -62,11 +62,7 @@ impl Dense {
         self
     }
 
-    /// Declares the per-sample input shape (first layer).
-    pub fn input_shape(mut self, shape: impl Into<Vec<usize>>) -> Self {
-        self.input_shape = Some(shape.into());
-        self
-    }
+    input_shape_builder!();
 
     /// Turns the bias on or off.
     pub fn use_bias(mut self, on: bool) -> Self {
@@ -92,7 +88,7 @@ impl Dense {
 }
 
 impl Layer for Dense {
-    layer_basics!("Dense", input_shape);
+    layer_basics!("Dense");
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.features(input)?;
@@ -111,6 +107,7 @@ impl Layer for Dense {
             init: self.kernel_initializer,
             fans: (f, self.units),
             trainable: true,
+            kind: StateKind::Parameter,
         }];
         if self.use_bias {
             specs.push(ParamSpec {
@@ -119,6 +116,7 @@ impl Layer for Dense {
                 init: self.bias_initializer,
                 fans: (f, self.units),
                 trainable: true,
+                kind: StateKind::Parameter,
             });
         }
         Ok(specs)

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Flattens each sample to one dim (a view: no data moves).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Flatten {
+    /// Per-sample input shape, when this is the first layer.
+    #[serde(default)]
+    pub input_shape: Option<Vec<usize>>,
     /// Name.
     #[serde(default)]
     pub name: String,
@@ -18,6 +21,8 @@ impl Flatten {
     pub fn new() -> Self {
         Self::default()
     }
+
+    input_shape_builder!();
 }
 
 impl Layer for Flatten {

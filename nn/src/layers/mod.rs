@@ -2,30 +2,41 @@
 //! Gradients come from autodiff, so no layer has backward code.
 
 /// The methods every layer implements the same way: its kind, its `name` field, its
-/// configuration as serde sees it, and (with `input_shape`) its declared input shape field.
+/// configuration as serde sees it, and its declared input shape (the `input_shape` field).
+/// `layer_basics!("Kind", 0)` reads the fields of `self.0` (layers that wrap a config).
 macro_rules! layer_basics {
-    ($kind:literal) => {
+    ($kind:literal $(, $inner:tt)?) => {
         fn kind(&self) -> &'static str {
             $kind
         }
 
         fn name(&self) -> &str {
-            &self.name
+            &self$(.$inner)?.name
         }
 
         fn set_name(&mut self, name: String) {
-            self.name = name;
+            self$(.$inner)?.name = name;
+        }
+
+        fn declared_input_shape(&self) -> Option<&[usize]> {
+            self$(.$inner)?.input_shape.as_deref()
         }
 
         fn config(&self) -> serde_json::Value {
             serde_json::to_value(self).unwrap_or_default()
         }
     };
-    ($kind:literal, input_shape) => {
-        layer_basics!($kind);
+}
 
-        fn declared_input_shape(&self) -> Option<&[usize]> {
-            self.input_shape.as_deref()
+/// The builder every layer has for its input shape (Keras's `input_shape=`), placed in the
+/// layer's `impl` block; `input_shape_builder!(0)` writes `self.0.input_shape`.
+macro_rules! input_shape_builder {
+    ($($inner:tt)?) => {
+        /// Declares the per-sample input shape, which makes this the model's first layer
+        /// (only the first layer, or `Sequential::input`, may declare it).
+        pub fn input_shape(mut self, shape: impl Into<Vec<usize>>) -> Self {
+            self$(.$inner)?.input_shape = Some(shape.into());
+            self
         }
     };
 }
@@ -49,10 +60,23 @@ pub use pooling::{AveragePooling2D, MaxPooling2D};
 use crate::initializers::Initializer;
 use crate::{Error, Result};
 use hasten_tensor::ir::PaddingMode;
-use hasten_tensor::{Graph, NodeId};
+use hasten_tensor::{DType, Graph, HostTensor, NodeId};
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-/// A weight a layer owns.
+/// What a piece of layer state is, which decides whether it counts as a parameter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StateKind {
+    /// A parameter: a weight the optimizer trains, or a non-trainable statistic such as
+    /// batch-norm's moving mean (Keras counts both in `count_params`).
+    #[default]
+    Parameter,
+    /// Bookkeeping such as a random-number step counter: an `I32` scalar saved in
+    /// checkpoints like a weight, never trained, and not counted as a parameter.
+    Counter,
+}
+
+/// A weight or other piece of state a layer owns.
 #[derive(Clone, Debug)]
 pub struct ParamSpec {
     /// Name inside the layer ("kernel", "bias", "moving_mean", …).
@@ -65,6 +89,49 @@ pub struct ParamSpec {
     pub fans: (usize, usize),
     /// Whether the optimizer updates it (false for batch-norm moving statistics).
     pub trainable: bool,
+    /// Parameter or counter.
+    pub kind: StateKind,
+}
+
+impl ParamSpec {
+    /// A scalar step counter named `name`, starting at zero: state, not a parameter.
+    pub fn counter(name: &'static str) -> Self {
+        ParamSpec {
+            name,
+            shape: Vec::new(),
+            init: Initializer::Zeros,
+            fans: (1, 1),
+            trainable: false,
+            kind: StateKind::Counter,
+        }
+    }
+
+    /// The number of values, when the spec is a parameter (zero for counters).
+    pub fn parameter_count(&self) -> usize {
+        match self.kind {
+            StateKind::Parameter => self.shape.iter().product(),
+            StateKind::Counter => 0,
+        }
+    }
+
+    /// The dtype the state is kept in: `I32` for counters (exact and wrapping), else `F32`.
+    pub fn dtype(&self) -> DType {
+        match self.kind {
+            StateKind::Parameter => DType::F32,
+            StateKind::Counter => DType::I32,
+        }
+    }
+
+    /// The starting value: drawn by the initialiser, or zeros for a counter.
+    pub fn initial_value(&self, rng: &mut StdRng) -> Result<HostTensor> {
+        Ok(match self.kind {
+            StateKind::Parameter => self.init.sample(rng, &self.shape, self.fans.0, self.fans.1),
+            StateKind::Counter => {
+                let len = self.shape.iter().product();
+                HostTensor::i32(self.shape.clone(), vec![0; len])?
+            }
+        })
+    }
 }
 
 /// What a forward pass may need beyond its input.
@@ -105,9 +172,16 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
     /// Renames the layer.
     fn set_name(&mut self, name: String);
 
-    /// The per-sample input shape declared on the layer, if any (needed on the first layer).
+    /// The per-sample input shape declared on the layer, if any (only on the first layer).
     fn declared_input_shape(&self) -> Option<&[usize]> {
         None
+    }
+
+    /// The per-sample shape this layer, when first, reads a declared input shape as: the
+    /// shape the model's data must have. `Conv2D` reads `(H, W)` as `(H, W, 1)`; others take
+    /// it as declared.
+    fn full_input_shape(&self, declared: &[usize]) -> Vec<usize> {
+        declared.to_vec()
     }
 
     /// The per-sample output shape for a per-sample input shape, or an error saying why the

@@ -15,6 +15,9 @@ pub struct PoolConfig {
     /// Padding.
     #[serde(default)]
     pub padding: Padding,
+    /// Per-sample input shape, when this is the first layer.
+    #[serde(default)]
+    pub input_shape: Option<Vec<usize>>,
     /// Name.
     #[serde(default)]
     pub name: String,
@@ -61,6 +64,7 @@ macro_rules! pooling_layer {
                     pool_size,
                     strides: None,
                     padding: Padding::Valid,
+                    input_shape: None,
                     name: String::new(),
                 })
             }
@@ -76,20 +80,12 @@ macro_rules! pooling_layer {
                 self.0.padding = padding;
                 self
             }
+
+            input_shape_builder!(0);
         }
 
         impl Layer for $name {
-            fn kind(&self) -> &'static str {
-                $kind
-            }
-
-            fn name(&self) -> &str {
-                &self.0.name
-            }
-
-            fn set_name(&mut self, name: String) {
-                self.0.name = name;
-            }
+            layer_basics!($kind, 0);
 
             fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
                 self.0.output_shape($kind, input)
@@ -105,10 +101,6 @@ macro_rules! pooling_layer {
                 let c = &self.0;
                 Ok(g.$method(x, c.pool_size, c.stride(), c.padding.mode())?
                     .into())
-            }
-
-            fn config(&self) -> serde_json::Value {
-                serde_json::to_value(self).unwrap_or_default()
             }
         }
     };

@@ -45,6 +45,8 @@ pub struct FitOptions {
     pub verbose: Verbosity,
     /// Callbacks, called in order.
     pub callbacks: Vec<Box<dyn Callback>>,
+    /// Refuse training and validation inputs holding NaN or infinities, before any step.
+    pub check_finite: bool,
 }
 
 impl Default for FitOptions {
@@ -59,6 +61,7 @@ impl Default for FitOptions {
             initial_epoch: 0,
             verbose: Verbosity::Auto,
             callbacks: Vec::new(),
+            check_finite: true,
         }
     }
 }
@@ -114,6 +117,15 @@ impl FitOptions {
         self
     }
 
+    /// Turns the check for NaN and infinite inputs on (the default) or off. With it, `fit`
+    /// scans `x` and the validation inputs once, before the first step, and refuses them with
+    /// an error naming the first bad value's sample and position; off, such values reach the
+    /// steps and their losses (where `TerminateOnNaN` can stop the run).
+    pub fn check_finite(mut self, on: bool) -> Self {
+        self.check_finite = on;
+        self
+    }
+
     /// Sets the epoch to start from.
     pub fn initial_epoch(mut self, epoch: usize) -> Self {
         self.initial_epoch = epoch;
@@ -164,9 +176,10 @@ impl Sequential {
         if options.batch_size == 0 {
             return Err(Error::BadData("batch_size must be at least 1".into()));
         }
-        let mut train = self.dataset(x, Some(y))?;
+        let check = options.check_finite;
+        let mut train = self.dataset("x", x, Some(y), check)?;
         let validation = match options.validation_data.take() {
-            Some((vx, vy)) => Some(self.dataset(&vx, Some(&vy))?),
+            Some((vx, vy)) => Some(self.dataset("validation x", &vx, Some(&vy), check)?),
             None if options.validation_split > 0.0 => {
                 Some(train.split_tail(options.validation_split)?)
             }

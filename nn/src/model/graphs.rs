@@ -33,7 +33,7 @@ impl Sequential {
         for (layer, specs) in self.layers().iter().zip(&built.params) {
             let mut params = Vec::with_capacity(specs.len());
             for (name, spec) in specs {
-                let p = g.parameter(name, spec.shape.clone(), DType::F32)?;
+                let p = g.parameter(name, spec.shape.clone(), spec.dtype())?;
                 if spec.trainable {
                     trainable.push((name.clone(), p));
                 }

@@ -1,7 +1,9 @@
 //! The Keras-style model: [`Sequential`] with `compile`, `fit`, `evaluate`, `predict`.
 
+mod finite;
 mod fit;
 mod graphs;
+mod input;
 mod runtime;
 mod sequential;
 mod summary;

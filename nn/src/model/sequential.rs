@@ -2,6 +2,7 @@
 //! optimizer, a loss and metrics, and run on any backend.
 
 use super::graphs::{ITERATIONS, LEARNING_RATE};
+use super::input::{borrowed_values, check_sample_shape, model_input_shape, owned_values};
 use super::runtime::{Mode, Runtime};
 use crate::layers::{Layer, ParamSpec};
 use crate::losses::{LabelKind, Loss};
@@ -11,7 +12,6 @@ use crate::{Error, Result};
 use hasten_tensor::{Backend, CpuBackend, HostData, HostSlice, HostTensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -54,6 +54,10 @@ pub(crate) struct Training {
 /// ```
 pub struct Sequential {
     layers: Vec<Box<dyn Layer>>,
+    /// The per-sample input shape given by [`Sequential::input`].
+    input: Option<Vec<usize>>,
+    /// Whether `evaluate` and `predict` refuse NaN and infinite inputs.
+    check_finite: bool,
     seed: u64,
     pub(crate) built: Option<Built>,
     pub(crate) training: Option<Training>,
@@ -80,12 +84,34 @@ impl Sequential {
     pub fn new() -> Self {
         Sequential {
             layers: Vec::new(),
+            input: None,
+            check_finite: true,
             seed: 42,
             built: None,
             training: None,
             runtime: None,
             backend: Arc::new(CpuBackend::new()),
         }
+    }
+
+    /// Declares the per-sample input shape (Keras 3's `keras.Input(shape=...)`), instead of
+    /// `input_shape` on the first layer.
+    pub fn input(mut self, shape: impl Into<Vec<usize>>) -> Self {
+        self.input = Some(shape.into());
+        self.built = None;
+        self.runtime = None;
+        self
+    }
+
+    /// The input shape given by [`Sequential::input`], if any.
+    pub fn declared_input(&self) -> Option<&[usize]> {
+        self.input.as_deref()
+    }
+
+    /// Whether `evaluate` and `predict` check their input for NaN and infinities first and
+    /// refuse it (on by default; `fit` has [`crate::FitOptions::check_finite`]).
+    pub fn set_check_finite(&mut self, on: bool) {
+        self.check_finite = on;
     }
 
     /// Appends a layer (Keras's `model.add`).
@@ -137,24 +163,12 @@ impl Sequential {
     }
 
     /// Fixes shapes and names, and initialises the weights. Called by `compile` and `summary`;
-    /// needs the first layer to declare its input shape.
+    /// needs the input shape, from [`Sequential::input`] or the first layer's `input_shape`.
     pub fn build(&mut self) -> Result<()> {
         if self.built.is_some() {
             return Ok(());
         }
-        let first = self
-            .layers
-            .first()
-            .ok_or_else(|| Error::config("the model has no layers"))?;
-        let input_shape = first
-            .declared_input_shape()
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "the first layer ({}) must declare its input shape, e.g. `.input_shape([784])`",
-                    first.kind()
-                ))
-            })?
-            .to_vec();
+        let input_shape = model_input_shape(self.input.as_deref(), &self.layers)?;
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
         let mut shape = input_shape.clone();
         let mut output_shapes = Vec::new();
@@ -172,11 +186,7 @@ impl Sequential {
             let mut named = Vec::new();
             for spec in specs {
                 let name = format!("{}/{}", layer.name(), spec.name);
-                state.insert(
-                    name.clone(),
-                    spec.init
-                        .sample(&mut rng, &spec.shape, spec.fans.0, spec.fans.1),
-                );
+                state.insert(name.clone(), spec.initial_value(&mut rng)?);
                 named.push((name, spec));
             }
             shape = layer
@@ -344,14 +354,15 @@ impl Sequential {
         y: &HostTensor,
         batch_size: usize,
     ) -> Result<BTreeMap<String, f64>> {
-        let data = self.dataset(x, Some(y))?;
+        let data = self.dataset("x", x, Some(y), self.check_finite)?;
         self.evaluate_dataset(&data, batch_size)
     }
 
     /// Class scores for every sample (Keras's `predict`), in batches of `batch_size`.
     pub fn predict(&mut self, x: &HostTensor, batch_size: usize) -> Result<HostTensor> {
         // The samples are read in place: copying a test set first cost more than predicting.
-        let (values, samples) = self.input_values(x)?;
+        let samples = self.sample_count("x", x)?;
+        let values = borrowed_values("x", x, self.check_finite)?;
         let built = self.built.clone().ok_or(Error::NotCompiled)?;
         let row_len: usize = built.input_shape.iter().product();
         let out_len: usize = built.output_shape().iter().product();
@@ -404,38 +415,26 @@ impl Sequential {
         Ok(sums.mean())
     }
 
-    /// Checks that `x` is `[samples, ..input]` and returns its samples as `f32`s (borrowed
-    /// when they already are) and the sample count.
-    fn input_values<'x>(&mut self, x: &'x HostTensor) -> Result<(Cow<'x, [f32]>, usize)> {
+    /// Builds the model and checks that `x` (named `role` in errors) has its input shape;
+    /// returns the sample count.
+    fn sample_count(&mut self, role: &str, x: &HostTensor) -> Result<usize> {
         self.build()?;
         let built = self.built.as_ref().ok_or(Error::NotCompiled)?;
-        let row_len: usize = built.input_shape.iter().product();
-        let samples = x.shape.dims().first().copied().unwrap_or(0);
-        let per_sample: usize = x.shape.dims().iter().skip(1).product();
-        if per_sample != row_len || x.shape.rank() < 2 {
-            return Err(Error::BadData(format!(
-                "x has shape {}, the model takes samples of shape {:?} (so x should be [samples, {}])",
-                x.shape,
-                built.input_shape,
-                built.input_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        let values = match &x.data {
-            HostData::F32(v) => Cow::Borrowed(v.as_slice()),
-            HostData::U8(v) => Cow::Owned(v.iter().map(|&p| p as f32).collect()),
-            HostData::I32(v) => Cow::Owned(v.iter().map(|&p| p as f32).collect()),
-            HostData::Bool(_) => {
-                return Err(Error::BadData("x must be numeric, found bool".into()))
-            }
-        };
-        Ok((values, samples))
+        check_sample_shape(role, x, &built.input_shape)
     }
 
-    /// Checks and converts user data: `x` must be `[samples, ..input]` and `y` must suit the
-    /// loss.
-    pub(crate) fn dataset(&mut self, x: &HostTensor, y: Option<&HostTensor>) -> Result<Dataset> {
-        let (values, samples) = self.input_values(x)?;
-        let x_data = values.into_owned();
+    /// Checks and converts user data: `x` (named `role` in errors) must have the model's
+    /// input shape (see [`check_sample_shape`]) and, with `check_finite`, only finite values;
+    /// `y` must suit the loss.
+    pub(crate) fn dataset(
+        &mut self,
+        role: &str,
+        x: &HostTensor,
+        y: Option<&HostTensor>,
+        check_finite: bool,
+    ) -> Result<Dataset> {
+        let samples = self.sample_count(role, x)?;
+        let x_data = owned_values(role, x, check_finite)?;
         let built = self.built.as_ref().ok_or(Error::NotCompiled)?;
         let row_len: usize = built.input_shape.iter().product();
         let labels = match y {

@@ -26,12 +26,10 @@ impl Sequential {
             .zip(&built.output_shapes)
             .zip(&built.params)
         {
-            let count: usize = params
-                .iter()
-                .map(|(_, p)| p.shape.iter().product::<usize>())
-                .sum();
+            let mut count = 0;
             for (_, p) in params {
-                let n: usize = p.shape.iter().product();
+                let n = p.parameter_count();
+                count += n;
                 if p.trainable {
                     trainable += n;
                 } else {
@@ -60,6 +58,22 @@ impl Sequential {
         let _ = writeln!(out, " Non-trainable params: {}", group(frozen));
         let _ = write!(out, "{rule}");
         Ok(out)
+    }
+}
+
+impl Sequential {
+    /// The number of parameters, trainable and not (batch-norm's moving statistics count,
+    /// as in Keras; step counters such as Dropout's are state, not parameters). Builds the
+    /// model first if needed.
+    pub fn count_params(&mut self) -> Result<usize> {
+        self.build()?;
+        let built = self.built.as_ref().ok_or(crate::Error::NotCompiled)?;
+        Ok(built
+            .params
+            .iter()
+            .flatten()
+            .map(|(_, p)| p.parameter_count())
+            .sum())
     }
 }
 
