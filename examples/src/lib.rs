@@ -3,7 +3,7 @@
 
 pub mod infer_timing;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use hasten::nn::callbacks::model_checkpoint::resume_epoch;
 use hasten::prelude::*;
 use std::path::PathBuf;
@@ -35,6 +35,12 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
+    /// The flags of this process, with `--epochs` defaulting to `epochs` instead of 10.
+    pub fn parse_with_default_epochs(epochs: &'static str) -> Self {
+        let command = Self::command().mut_arg("epochs", |a| a.default_value(epochs));
+        Self::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
     /// The backend named by `--backend`, or an error listing the available ones.
     pub fn backend(&self) -> Result<std::sync::Arc<dyn Backend>, String> {
         match self.backend.as_str() {
@@ -57,13 +63,14 @@ pub fn mnist() -> Result<(HostTensor, HostTensor, HostTensor, HostTensor), haste
     ))
 }
 
-/// Trains a model on MNIST as the flags say: builds it (or resumes it from the checkpoint
-/// directory), fits with a NaN guard and per-epoch checkpoints, plots, and prints the test
-/// loss and accuracy. `input` is the per-sample shape the model takes.
+/// Trains a model on MNIST as the flags say: builds and compiles it with `build` (or resumes
+/// it from the checkpoint directory), fits with a NaN guard and per-epoch checkpoints, plots,
+/// and prints the test loss and accuracy. `input` is the per-sample shape the data is given
+/// in.
 pub fn train_on_mnist(
     args: &TrainArgs,
     input: &[usize],
-    build: impl FnOnce() -> Sequential,
+    build: impl FnOnce() -> Result<Sequential, hasten::nn::Error>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (x_train, y_train, x_test, y_test) = mnist()?;
     let shape = |n: usize| [&[n][..], input].concat();
@@ -79,15 +86,7 @@ pub fn train_on_mnist(
             println!("resuming from {} at epoch {}", dir.display(), epoch + 1);
             (Sequential::load(dir)?, epoch)
         }
-        None => {
-            let mut model = build();
-            model.compile(
-                Adam::default(),
-                Loss::sparse_categorical_crossentropy(),
-                &[Metric::Accuracy],
-            )?;
-            (model, 0)
-        }
+        None => (build()?, 0),
     };
     model.set_backend(args.backend()?)?;
     println!("{}", model.summary()?);

@@ -19,7 +19,12 @@ fn main() -> ExitCode {
         model.add(MaxPooling2D::new([2, 2]));
         model.add(Flatten::new());
         model.add(Dense::new(10).activation(Activation::Softmax));
-        model
+        model.compile(
+            Adam::default(),
+            Loss::sparse_categorical_crossentropy(),
+            &[Metric::Accuracy],
+        )?;
+        Ok(model)
     });
     exit_code(result)
 }

@@ -16,7 +16,12 @@ fn main() -> ExitCode {
                 .input_shape([784]),
         );
         model.add(Dense::new(10).activation(Activation::Softmax));
-        model
+        model.compile(
+            Adam::default(),
+            Loss::sparse_categorical_crossentropy(),
+            &[Metric::Accuracy],
+        )?;
+        Ok(model)
     });
     exit_code(result)
 }
