@@ -128,6 +128,17 @@ pub fn train_on_mnist(
     Ok(())
 }
 
+/// Compiles `model` as the reference models are: Adam, sparse categorical cross-entropy,
+/// accuracy.
+pub fn compile_reference(mut model: Sequential) -> Result<Sequential, hasten::nn::Error> {
+    model.compile(
+        Adam::default(),
+        Loss::sparse_categorical_crossentropy(),
+        &[Metric::Accuracy],
+    )?;
+    Ok(model)
+}
+
 /// The process exit code for a program's result, printing the error if there is one.
 pub fn exit_code(result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
     match result {

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use hasten::prelude::*;
-use hasten_examples::{exit_code, train_on_mnist, TrainArgs};
+use hasten_examples::{compile_reference, exit_code, train_on_mnist, TrainArgs};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -19,12 +19,7 @@ fn main() -> ExitCode {
         model.add(MaxPooling2D::new([2, 2]));
         model.add(Flatten::new());
         model.add(Dense::new(10).activation(Activation::Softmax));
-        model.compile(
-            Adam::default(),
-            Loss::sparse_categorical_crossentropy(),
-            &[Metric::Accuracy],
-        )?;
-        Ok(model)
+        compile_reference(model)
     });
     exit_code(result)
 }

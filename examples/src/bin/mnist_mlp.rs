@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use hasten::prelude::*;
-use hasten_examples::{exit_code, train_on_mnist, TrainArgs};
+use hasten_examples::{compile_reference, exit_code, train_on_mnist, TrainArgs};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -16,12 +16,7 @@ fn main() -> ExitCode {
                 .input_shape([784]),
         );
         model.add(Dense::new(10).activation(Activation::Softmax));
-        model.compile(
-            Adam::default(),
-            Loss::sparse_categorical_crossentropy(),
-            &[Metric::Accuracy],
-        )?;
-        Ok(model)
+        compile_reference(model)
     });
     exit_code(result)
 }

@@ -24,7 +24,7 @@ fn has_non_finite(values: &[f32]) -> bool {
 }
 
 /// The index of the first NaN or infinity in `values`.
-pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
+pub fn first_non_finite(values: &[f32]) -> Option<usize> {
     values.chunks(CHUNK).position(has_non_finite).and_then(|c| {
         let start = c * CHUNK;
         values[start..]
@@ -35,7 +35,7 @@ pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
 }
 
 /// A copy of `values` and the index of its first NaN or infinity, in one pass.
-pub(crate) fn copy_and_find_non_finite(values: &[f32]) -> (Vec<f32>, Option<usize>) {
+pub fn copy_and_find_non_finite(values: &[f32]) -> (Vec<f32>, Option<usize>) {
     let mut copy = Vec::with_capacity(values.len());
     let mut first = None;
     for chunk in values.chunks(CHUNK) {

@@ -1,6 +1,6 @@
 //! The Keras-style model: [`Sequential`] with `compile`, `fit`, `evaluate`, `predict`.
 
-mod finite;
+pub mod finite;
 mod fit;
 mod graphs;
 mod input;
