@@ -7,8 +7,8 @@
 //!
 //! | file | contents |
 //! |------|----------|
-//! | `model.json` | format name and version, the layers (`[{"kind": .., "config": ..}]`), the model seed when known, the compile configuration (optimizer config, loss, metrics) or `null`, and the SHA-256 of each safetensors file |
-//! | `weights.safetensors` | the weights only, named as the model names them (`dense/kernel`, `dense_1/bias`, …), so other tools can read them |
+//! | `model.json` | format name and version, the layers (`[{"kind": .., "config": ..}]`), the input shape under `"input"` when it was given by `Sequential::input`, the model seed when known, the compile configuration (optimizer config, loss, metrics) or `null`, and the SHA-256 of each safetensors file |
+//! | `weights.safetensors` | the weights only, named as the model names them (`dense/kernel`, `dense_1/bias`, …), so other tools can read them; also state such as Dropout's `I32` step counter (`dropout/seed`) |
 //! | `optimizer.safetensors` | (compiled models only) the optimizer slots (`optimizer/<weight>/<slot>`), `optimizer/iterations` and `optimizer/learning_rate` |
 //!
 //! An example `model.json`:
