@@ -2,9 +2,9 @@
 //! value is finite. One NaN pixel otherwise poisons the weights it touches (its loss is NaN,
 //! and so are the gradients), and the run is lost.
 //!
-//! The scan reads the exponent field of each value, 4,096 values at a time, with a branch-free
-//! maximum that the compiler vectorises; only a chunk that holds a NaN or an infinity is
-//! searched again for the first one. Training copies its samples anyway, so there the scan
+//! The scan reads the exponent field of each value, 4,096 values at a time, counting the
+//! all-ones exponents without a branch so that the compiler vectorises it; only a chunk that
+//! holds a NaN or an infinity is searched again for the first one. Training copies its samples anyway, so there the scan
 //! runs on each chunk right after copying it, while the chunk is in L1.
 
 use crate::Error;

@@ -82,21 +82,19 @@ pub(crate) fn check_sample_shape(role: &str, x: &HostTensor, input: &[usize]) ->
 }
 
 /// The values of `x` as `f32`s, borrowed when they already are. With `check_finite`, a NaN or
-/// infinity is an error naming its sample and position (integer data is finite).
+/// infinity is an error naming its sample and position (integer data is always finite).
 pub(crate) fn borrowed_values<'x>(
     role: &str,
     x: &'x HostTensor,
     check_finite: bool,
 ) -> Result<Cow<'x, [f32]>> {
-    match &x.data {
-        HostData::F32(v) => {
-            if let Some(i) = first_non_finite(v).filter(|_| check_finite) {
-                return Err(non_finite_error(role, &x.shape, i, v[i]));
-            }
-            Ok(Cow::Borrowed(v))
+    let values = as_f32s(x)?;
+    if check_finite && matches!(x.data, HostData::F32(_)) {
+        if let Some(i) = first_non_finite(&values) {
+            return Err(non_finite_error(role, &x.shape, i, values[i]));
         }
-        _ => converted(x).map(Cow::Owned),
     }
+    Ok(values)
 }
 
 /// [`borrowed_values`] as an owned copy; the finite check runs inside the copy.
@@ -106,17 +104,16 @@ pub(crate) fn owned_values(role: &str, x: &HostTensor, check_finite: bool) -> Re
             (_, Some(i)) => Err(non_finite_error(role, &x.shape, i, v[i])),
             (copy, None) => Ok(copy),
         },
-        HostData::F32(v) => Ok(v.clone()),
-        _ => converted(x),
+        _ => Ok(as_f32s(x)?.into_owned()),
     }
 }
 
-/// Integer data as `f32`s.
-fn converted(x: &HostTensor) -> Result<Vec<f32>> {
-    match &x.data {
-        HostData::F32(v) => Ok(v.clone()),
-        HostData::U8(v) => Ok(v.iter().map(|&p| p as f32).collect()),
-        HostData::I32(v) => Ok(v.iter().map(|&p| p as f32).collect()),
-        HostData::Bool(_) => Err(Error::BadData("x must be numeric, found bool".into())),
-    }
+/// The values of `x` as `f32`s: borrowed when they are, converted from integers otherwise.
+fn as_f32s(x: &HostTensor) -> Result<Cow<'_, [f32]>> {
+    Ok(match &x.data {
+        HostData::F32(v) => Cow::Borrowed(v),
+        HostData::U8(v) => Cow::Owned(v.iter().map(|&p| p as f32).collect()),
+        HostData::I32(v) => Cow::Owned(v.iter().map(|&p| p as f32).collect()),
+        HostData::Bool(_) => return Err(Error::BadData("x must be numeric, found bool".into())),
+    })
 }

@@ -5,6 +5,20 @@ use crate::Result;
 use std::fmt::Write;
 
 impl Sequential {
+    /// The number of parameters, trainable and not (batch-norm's moving statistics count,
+    /// as in Keras; step counters such as Dropout's are state, not parameters). Builds the
+    /// model first if needed.
+    pub fn count_params(&mut self) -> Result<usize> {
+        self.build()?;
+        let built = self.built.as_ref().ok_or(crate::Error::NotCompiled)?;
+        Ok(built
+            .params
+            .iter()
+            .flatten()
+            .map(|(_, p)| p.parameter_count())
+            .sum())
+    }
+
     /// The layer table Keras prints: names and kinds, output shapes, parameter counts.
     pub fn summary(&mut self) -> Result<String> {
         self.build()?;
@@ -58,22 +72,6 @@ impl Sequential {
         let _ = writeln!(out, " Non-trainable params: {}", group(frozen));
         let _ = write!(out, "{rule}");
         Ok(out)
-    }
-}
-
-impl Sequential {
-    /// The number of parameters, trainable and not (batch-norm's moving statistics count,
-    /// as in Keras; step counters such as Dropout's are state, not parameters). Builds the
-    /// model first if needed.
-    pub fn count_params(&mut self) -> Result<usize> {
-        self.build()?;
-        let built = self.built.as_ref().ok_or(crate::Error::NotCompiled)?;
-        Ok(built
-            .params
-            .iter()
-            .flatten()
-            .map(|(_, p)| p.parameter_count())
-            .sum())
     }
 }
 
