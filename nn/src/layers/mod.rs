@@ -48,6 +48,7 @@ mod dense;
 mod dropout;
 mod flatten;
 mod pooling;
+mod registry;
 
 pub use activation::{ActivationLayer, Softmax};
 pub use batch_norm::BatchNormalization;
@@ -56,6 +57,7 @@ pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use pooling::{AveragePooling2D, MaxPooling2D};
+pub use registry::{register_layer, LayerFromConfig};
 
 use crate::initializers::Initializer;
 use crate::{Error, Result};
@@ -63,6 +65,7 @@ use hasten_tensor::ir::PaddingMode;
 use hasten_tensor::{DType, Graph, HostTensor, NodeId};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What a piece of layer state is, which decides whether it counts as a parameter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -205,6 +208,46 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
 
     /// The layer's configuration, for saving the architecture.
     fn config(&self) -> serde_json::Value;
+
+    /// Keras's weight constraint: the value the trainable weight `params[index]` takes after
+    /// the optimizer's update `updated`, computed inside the train step. The default keeps
+    /// the update.
+    fn constrain(
+        &self,
+        _g: &mut Graph,
+        _index: usize,
+        _params: &[NodeId],
+        updated: NodeId,
+    ) -> Result<NodeId> {
+        Ok(updated)
+    }
+
+    /// The layer's own upkeep of its state between train steps (a pruning schedule
+    /// recomputing masks), if it has one; `fit` runs it automatically.
+    fn maintenance(&self) -> Option<&dyn Maintenance> {
+        None
+    }
+}
+
+/// State a layer keeps up itself on the host between train steps, on any backend: `fit`
+/// asks [`Maintenance::due`] before every step and, when due, hands the current state to
+/// [`Maintenance::maintain`] and writes back what it returns.
+pub trait Maintenance: Send + Sync {
+    /// Whether the upkeep runs before train step `step` (the optimizer's step count, so a
+    /// resumed run keeps the schedule). Called before every step: keep it cheap.
+    fn due(&self, step: u64) -> bool;
+
+    /// New values for some of the layer's state (by `<layer>/<weight>` name), computed from
+    /// the model's current state before step `step`.
+    fn maintain(
+        &self,
+        step: u64,
+        state: &BTreeMap<String, HostTensor>,
+    ) -> Result<BTreeMap<String, HostTensor>>;
+
+    /// Values added to each epoch's logs (so `History`, the progress line and `CsvLogger`
+    /// show them), by log name.
+    fn epoch_logs(&self, state: &BTreeMap<String, HostTensor>) -> Vec<(String, f64)>;
 }
 
 /// Rebuilds a layer from its kind and configuration (as saved by [`Layer::config`]).
@@ -226,7 +269,13 @@ pub fn from_config(kind: &str, config: serde_json::Value) -> Result<Box<dyn Laye
         "Softmax" => parse::<Softmax>(config),
         "Dropout" => parse::<Dropout>(config),
         "BatchNormalization" => parse::<BatchNormalization>(config),
-        other => Err(Error::config(format!("unknown layer kind {other:?}"))),
+        other => match registry::lookup(other) {
+            Some(from_config) => from_config(config),
+            None => Err(Error::config(format!(
+                "unknown layer kind {other:?} (a layer kind defined by another crate must be \
+                 registered with `layers::register_layer` before a model using it is loaded)"
+            ))),
+        },
     }
 }
 

@@ -218,6 +218,7 @@ impl Sequential {
                     Labels::Dense { .. } => HostSlice::F32(&batch.targets),
                     _ => HostSlice::I32(&batch.y),
                 };
+                self.maintain_layers(step)?;
                 let loss = self.with_runtime(|model, rt| {
                     let t = model.training.as_ref().ok_or(Error::NotCompiled)?;
                     let exe = rt.activate((Mode::Train, n), true, || {
@@ -246,6 +247,7 @@ impl Sequential {
             }
             let seconds = started.elapsed().as_secs_f64();
             let mut logs = sums.mean();
+            self.add_layer_logs(&mut logs)?;
             if let Some(val) = &validation {
                 for (k, v) in self.evaluate_dataset(val, options.batch_size.max(256))? {
                     logs.insert(format!("val_{k}"), v);

@@ -16,6 +16,8 @@ pub struct Forward {
     pub output: LayerOutput,
     pub trainable: Vec<(String, NodeId)>,
     pub updates: Vec<(NodeId, NodeId)>,
+    /// Each layer's parameter nodes, in [`crate::layers::Layer::params`] order.
+    pub layer_params: Vec<Vec<NodeId>>,
 }
 
 impl Sequential {
@@ -30,6 +32,7 @@ impl Sequential {
         let mut updates = Vec::new();
         let mut trainable = Vec::new();
         let mut out = LayerOutput::from(x);
+        let mut layer_params = Vec::with_capacity(built.params.len());
         for (layer, specs) in self.layers().iter().zip(&built.params) {
             let mut params = Vec::with_capacity(specs.len());
             for (name, spec) in specs {
@@ -44,11 +47,13 @@ impl Sequential {
                 updates: &mut updates,
             };
             out = layer.forward(g, out.value, &params, &mut ctx)?;
+            layer_params.push(params);
         }
         Ok(Forward {
             output: out,
             trainable,
             updates,
+            layer_params,
         })
     }
 
@@ -126,10 +131,34 @@ impl Sequential {
                 step,
             },
         )?;
+        self.apply_constraints(built, &mut g, &fwd.layer_params)?;
         for (p, v) in fwd.updates {
             g.update(p, v)?;
         }
         Ok(g)
+    }
+
+    /// Passes each trainable weight's updated value through its layer's
+    /// [`crate::layers::Layer::constrain`].
+    fn apply_constraints(
+        &self,
+        built: &Built,
+        g: &mut Graph,
+        layer_params: &[Vec<NodeId>],
+    ) -> Result<()> {
+        let layers = self.layers().iter().zip(&built.params).zip(layer_params);
+        for ((layer, specs), nodes) in layers {
+            for (index, ((_, spec), &param)) in specs.iter().zip(nodes).enumerate() {
+                let Some(updated) = g.update_of(param).filter(|_| spec.trainable) else {
+                    continue;
+                };
+                let constrained = layer.constrain(g, index, nodes, updated)?;
+                if constrained != updated {
+                    g.replace_update(param, constrained)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The evaluation step: outputs `loss` and each metric.

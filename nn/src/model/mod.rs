@@ -4,6 +4,7 @@ pub mod finite;
 mod fit;
 mod graphs;
 mod input;
+mod maintenance;
 mod runtime;
 mod sequential;
 mod summary;

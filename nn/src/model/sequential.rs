@@ -162,6 +162,12 @@ impl Sequential {
         &self.layers
     }
 
+    /// Takes the model apart into its layers (named, when it was built), for a tool that
+    /// rebuilds it with some layers wrapped or replaced.
+    pub fn into_layers(self) -> Vec<Box<dyn Layer>> {
+        self.layers
+    }
+
     /// Fixes shapes and names, and initialises the weights. Called by `compile` and `summary`;
     /// needs the input shape, from [`Sequential::input`] or the first layer's `input_shape`.
     pub fn build(&mut self) -> Result<()> {

@@ -223,6 +223,35 @@ impl Graph {
         Ok(())
     }
 
+    /// The value bound to `parameter` by [`Graph::update`], if any.
+    pub fn update_of(&self, parameter: NodeId) -> Option<NodeId> {
+        self.updates
+            .iter()
+            .find(|(p, _)| *p == parameter)
+            .map(|(_, v)| *v)
+    }
+
+    /// Rebinds the update of `parameter` to `value` (same shape and dtype): how a constraint
+    /// applied after an optimizer's update (Keras's `kernel_constraint`) replaces it.
+    pub fn replace_update(&mut self, parameter: NodeId, value: NodeId) -> Result<()> {
+        let Some(index) = self.updates.iter().position(|(p, _)| *p == parameter) else {
+            return self.update(parameter, value);
+        };
+        let removed = self.updates.remove(index);
+        match self.update(parameter, value) {
+            Ok(()) => {
+                // Keep the update's place, so the step's signature does not move.
+                let rebound = self.updates.remove(self.updates.len() - 1);
+                self.updates.insert(index, rebound);
+                Ok(())
+            }
+            Err(e) => {
+                self.updates.insert(index, removed);
+                Err(e)
+            }
+        }
+    }
+
     pub(crate) fn set_outputs_and_updates(
         &mut self,
         outputs: Vec<(String, NodeId)>,
