@@ -7,8 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 
-/// `n` samples of `features` values with labels in `0..classes` that depend on the data,
-/// so a model can learn them.
+/// `n` samples of `features` values with labels in `0..classes`.
 pub fn classification(
     n: usize,
     dims: &[usize],
@@ -18,15 +17,16 @@ pub fn classification(
     let per: usize = dims.iter().product();
     let mut rng = StdRng::seed_from_u64(seed);
     let x: Vec<f32> = (0..n * per).map(|_| rng.random_range(-1.0..1.0)).collect();
+    // The label is the best of `classes` fixed linear scores: learnable by every model here.
     let y: Vec<i32> = x
         .chunks(per)
         .map(|s| {
-            let score: f32 = s
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v * ((i % 7) as f32 - 3.0))
-                .sum();
-            ((score.abs() * 2.0) as usize % classes) as i32
+            let score = |c: usize| -> f32 {
+                s.iter().enumerate().map(|(i, v)| v * ((i * 7 + c * 13) as f32).sin()).sum()
+            };
+            (0..classes)
+                .max_by(|&a, &b| score(a).total_cmp(&score(b)))
+                .unwrap_or(0) as i32
         })
         .collect();
     let mut shape = vec![n];
