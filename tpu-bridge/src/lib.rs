@@ -5,7 +5,12 @@
 //! turns a whole `ir::Graph` into one MLIR module, and [`PjrtBackend`], which compiles a train
 //! step into one PJRT executable and keeps the state on the device between steps.
 
+mod backend;
+pub mod emit;
 mod error;
+mod executable;
 pub mod pjrt;
 
+pub use backend::PjrtBackend;
 pub use error::{PjrtError, PjrtResult};
+pub use executable::PjrtExecutable;
