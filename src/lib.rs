@@ -6,9 +6,14 @@
 
 pub use hasten_nn as nn;
 pub use hasten_tensor as tensor;
+/// The PJRT backend: TPUs, GPUs or CPUs through a PJRT plugin (feature `tpu`).
+#[cfg(feature = "tpu")]
+pub use hasten_tpu as tpu;
 
 /// Everything a training script needs.
 pub mod prelude {
     pub use hasten_nn::prelude::*;
     pub use hasten_tensor::{Backend, CpuBackend};
+    #[cfg(feature = "tpu")]
+    pub use hasten_tpu::PjrtBackend;
 }
