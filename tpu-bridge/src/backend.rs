@@ -50,6 +50,22 @@ impl PjrtBackend {
     }
 }
 
+impl PjrtBackend {
+    /// Compiles `steps` steps of `graph` into one executable (steps per execution): each
+    /// input is given as `steps` batches stacked on a new leading axis, step `i` reads batch
+    /// `i`, and each output comes back stacked the same way; the state is updated `steps`
+    /// times per `run`, without leaving the device.
+    pub fn compile_steps(&self, graph: &Graph, steps: usize) -> Result<Box<dyn Executable>> {
+        let program = emit::emit_repeated(graph, steps)?;
+        let loaded = self.client.compile(&program.text)?;
+        Ok(Box::new(PjrtExecutable::new(
+            &self.client,
+            program,
+            loaded,
+        )?))
+    }
+}
+
 impl Backend for PjrtBackend {
     fn name(&self) -> &'static str {
         "pjrt"

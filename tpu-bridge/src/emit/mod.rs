@@ -12,10 +12,12 @@ mod linalg;
 mod pool;
 mod random;
 mod reduce;
+mod repeat;
 
 use builder::{check_dtype, Builder, V};
 use hasten_tensor::ir::{Graph, Node, NodeId, Op};
 use hasten_tensor::{DType, Result};
+pub use repeat::emit_repeated;
 use std::fmt::Write;
 
 /// One argument or result of the emitted `main`.
@@ -44,30 +46,53 @@ pub struct Program {
     pub outputs: Vec<Slot>,
 }
 
-/// Emits `graph` as a StableHLO module.
-pub fn emit(graph: &Graph) -> Result<Program> {
+/// The step's calling convention: state, inputs, updated-state indices and outputs.
+pub(crate) fn signature(graph: &Graph) -> Result<Program> {
     let nodes = graph.nodes();
-    let slot = |name: &str, id: NodeId| Slot {
-        name: name.to_string(),
-        dtype: nodes[id.0].dtype,
-        dims: nodes[id.0].shape.dims().to_vec(),
+    let slot = |name: &str, id: NodeId| -> Result<Slot> {
+        check_dtype(nodes[id.0].dtype)?;
+        Ok(Slot {
+            name: name.to_string(),
+            dtype: nodes[id.0].dtype,
+            dims: nodes[id.0].shape.dims().to_vec(),
+        })
     };
     let params = graph.parameters();
-    let inputs = graph.inputs();
+    let updated = graph
+        .updates()
+        .iter()
+        .map(|(p, _)| params.iter().position(|(_, q)| q == p).unwrap_or(0))
+        .collect();
+    Ok(Program {
+        text: String::new(),
+        state: params
+            .iter()
+            .map(|&(n, id)| slot(n, id))
+            .collect::<Result<_>>()?,
+        inputs: graph
+            .inputs()
+            .iter()
+            .map(|&(n, id)| slot(n, id))
+            .collect::<Result<_>>()?,
+        updated,
+        outputs: graph
+            .outputs()
+            .iter()
+            .map(|(n, id)| slot(n, *id))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// Lowers every node of `graph` into `b`, its parameters and inputs bound to `leaves` (state
+/// then inputs, in the graph's order); returns the step's results: the updated state values,
+/// then the outputs.
+pub(crate) fn lower_graph(b: &mut Builder, graph: &Graph, leaves: &[V]) -> Result<Vec<V>> {
+    let nodes = graph.nodes();
     let mut values: Vec<Option<V>> = vec![None; nodes.len()];
-    let mut signature = Vec::new();
-    for (k, &(_, id)) in params.iter().chain(inputs.iter()).enumerate() {
-        let node = &nodes[id.0];
-        check_dtype(node.dtype)?;
-        let v = V {
-            name: format!("%arg{k}"),
-            dims: node.shape.dims().to_vec(),
-            dtype: node.dtype,
-        };
-        signature.push(format!("{}: {}", v.name, v.ty()));
-        values[id.0] = Some(v);
+    let ids = graph.parameters().into_iter().chain(graph.inputs());
+    for ((_, id), v) in ids.zip(leaves) {
+        values[id.0] = Some(v.clone());
     }
-    let mut b = Builder::new();
     for (i, node) in nodes.iter().enumerate() {
         if values[i].is_some() {
             continue;
@@ -78,32 +103,53 @@ pub fn emit(graph: &Graph) -> Result<Program> {
             .iter()
             .map(|id| values[id.0].as_ref().expect("operands precede their users"))
             .collect();
-        let v = lower(&mut b, node, &args)?;
+        let v = lower(b, node, &args)?;
         values[i] = Some(v);
     }
-    let updated: Vec<usize> = graph
-        .updates()
-        .iter()
-        .map(|(p, _)| params.iter().position(|(_, q)| q == p).unwrap_or(0))
-        .collect();
-    let results: Vec<&V> = graph
+    Ok(graph
         .updates()
         .iter()
         .map(|(_, v)| *v)
         .chain(graph.outputs().iter().map(|(_, v)| *v))
-        .map(|id| values[id.0].as_ref().expect("every node is lowered"))
-        .collect();
-    let text = module_text(&signature, &b.body, &results);
-    Ok(Program {
-        text,
-        state: params.iter().map(|&(n, id)| slot(n, id)).collect(),
-        inputs: inputs.iter().map(|&(n, id)| slot(n, id)).collect(),
-        updated,
-        outputs: graph.outputs().iter().map(|(n, id)| slot(n, *id)).collect(),
-    })
+        .map(|id| values[id.0].clone().expect("every node is lowered"))
+        .collect())
 }
 
-fn module_text(signature: &[String], body: &str, results: &[&V]) -> String {
+/// Arguments `%arg0…` of the given slots.
+pub(crate) fn arguments(slots: &[&Slot]) -> Vec<V> {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(k, s)| V {
+            name: format!("%arg{k}"),
+            dims: s.dims.clone(),
+            dtype: s.dtype,
+        })
+        .collect()
+}
+
+/// Emits `graph` as a StableHLO module running one step.
+pub fn emit(graph: &Graph) -> Result<Program> {
+    let mut program = signature(graph)?;
+    let args = arguments(
+        &program
+            .state
+            .iter()
+            .chain(&program.inputs)
+            .collect::<Vec<_>>(),
+    );
+    let mut b = Builder::new();
+    let results = lower_graph(&mut b, graph, &args)?;
+    program.text = module_text(&args, &b.body, &results.iter().collect::<Vec<_>>());
+    Ok(program)
+}
+
+/// The module around a `main` with arguments `args`, body text `body` and `results`.
+pub(crate) fn module_text(args: &[V], body: &str, results: &[&V]) -> String {
+    let signature: Vec<String> = args
+        .iter()
+        .map(|a| format!("{}: {}", a.name, a.ty()))
+        .collect();
     let result_types: Vec<String> = results.iter().map(|v| v.ty()).collect();
     let result_names: Vec<&str> = results.iter().map(|v| v.name.as_str()).collect();
     let mut text = String::new();
