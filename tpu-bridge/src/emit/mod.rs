@@ -140,15 +140,26 @@ pub fn emit(graph: &Graph) -> Result<Program> {
     );
     let mut b = Builder::new();
     let results = lower_graph(&mut b, graph, &args)?;
-    program.text = module_text(&args, &b.body, &results.iter().collect::<Vec<_>>());
+    program.text = module_text(
+        &args,
+        &program.updated,
+        &b.body,
+        &results.iter().collect::<Vec<_>>(),
+    );
     Ok(program)
 }
 
-/// The module around a `main` with arguments `args`, body text `body` and `results`.
-pub(crate) fn module_text(args: &[V], body: &str, results: &[&V]) -> String {
+/// The module around a `main` with arguments `args`, body text `body` and `results`. The
+/// state argument `updated[j]` is donated to result `j` (`tf.aliasing_output`), so XLA may
+/// write a state's new value into its old buffer instead of allocating one per step.
+pub(crate) fn module_text(args: &[V], updated: &[usize], body: &str, results: &[&V]) -> String {
     let signature: Vec<String> = args
         .iter()
-        .map(|a| format!("{}: {}", a.name, a.ty()))
+        .enumerate()
+        .map(|(k, a)| match updated.iter().position(|&u| u == k) {
+            Some(j) => format!("{}: {} {{tf.aliasing_output = {j} : i32}}", a.name, a.ty()),
+            None => format!("{}: {}", a.name, a.ty()),
+        })
         .collect();
     let result_types: Vec<String> = results.iter().map(|v| v.ty()).collect();
     let result_names: Vec<&str> = results.iter().map(|v| v.name.as_str()).collect();

@@ -113,7 +113,12 @@ pub fn emit_repeated(graph: &Graph, steps: usize) -> Result<Program> {
         .map(|&k| result(1 + k, &carried[1 + k]))
         .chain((0..program.outputs.len()).map(|j| result(1 + s + i + j, &carried[1 + s + i + j])))
         .collect();
-    let text = module_text(&args, &b.body, &results.iter().collect::<Vec<_>>());
+    let text = module_text(
+        &args,
+        &program.updated,
+        &b.body,
+        &results.iter().collect::<Vec<_>>(),
+    );
     Ok(Program { text, ..program })
 }
 
