@@ -88,19 +88,7 @@ impl Plugin {
 
     fn check_version(&self) -> PjrtResult<()> {
         let (major, minor) = self.version();
-        // The table must also be long enough to hold every entry declared in `ffi::Api`.
-        let table_ok = self.api().struct_size >= std::mem::size_of::<Api>();
-        if major != ffi::API_MAJOR || minor < API_MINOR_MIN || !table_ok {
-            return Err(PjrtError::IncompatibleVersion {
-                path: self.path.clone(),
-                found_major: major,
-                found_minor: minor,
-                want_major: ffi::API_MAJOR,
-                want_minor_min: API_MINOR_MIN,
-                want_minor: ffi::API_MINOR,
-            });
-        }
-        Ok(())
+        check_version(&self.path, major, minor, self.api().struct_size)
     }
 
     fn initialize(&self) -> PjrtResult<()> {
@@ -155,6 +143,24 @@ impl Plugin {
     }
 }
 
+/// Accepts a plugin of API `major.minor` whose function table is `table_size` bytes long
+/// only if these bindings can drive it: the same major version, a minor version at least
+/// [`API_MINOR_MIN`], and a table holding every entry declared in `ffi::Api`.
+fn check_version(path: &Path, major: i32, minor: i32, table_size: usize) -> PjrtResult<()> {
+    let table_ok = table_size >= std::mem::size_of::<Api>();
+    if major != ffi::API_MAJOR || minor < API_MINOR_MIN || !table_ok {
+        return Err(PjrtError::IncompatibleVersion {
+            path: path.to_path_buf(),
+            found_major: major,
+            found_minor: minor,
+            want_major: ffi::API_MAJOR,
+            want_minor_min: API_MINOR_MIN,
+            want_minor: ffi::API_MINOR,
+        });
+    }
+    Ok(())
+}
+
 /// A string the plugin returns as pointer and length (lossy UTF-8; empty when null).
 ///
 /// # Safety
@@ -164,4 +170,39 @@ pub(crate) unsafe fn c_bytes(ptr: *const u8, len: usize) -> String {
         return String::new();
     }
     String::from_utf8_lossy(std::slice::from_raw_parts(ptr, len)).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: usize = std::mem::size_of::<Api>();
+
+    #[test]
+    fn the_declared_version_is_accepted() {
+        assert!(check_version(Path::new("p.so"), ffi::API_MAJOR, ffi::API_MINOR, FULL).is_ok());
+    }
+
+    #[test]
+    fn old_or_other_major_versions_are_refused_naming_both() {
+        for (major, minor) in [(0, API_MINOR_MIN - 1), (1, 0), (1, 90)] {
+            let e = check_version(Path::new("old.so"), major, minor, FULL).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("implements API {major}.{minor}")),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("(its bindings follow 0.{})", ffi::API_MINOR)),
+                "{text}"
+            );
+            assert!(text.contains("old.so"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_short_function_table_is_refused() {
+        let e = check_version(Path::new("p.so"), 0, API_MINOR_MIN, FULL - 8).unwrap_err();
+        assert!(matches!(e, PjrtError::IncompatibleVersion { .. }));
+    }
 }
