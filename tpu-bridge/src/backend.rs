@@ -56,7 +56,11 @@ impl PjrtBackend {
     /// `i`, and each output comes back stacked the same way; the state is updated `steps`
     /// times per `run`, without leaving the device.
     pub fn compile_steps(&self, graph: &Graph, steps: usize) -> Result<Box<dyn Executable>> {
-        let program = emit::emit_repeated(graph, steps)?;
+        self.load(emit::emit_repeated(graph, steps)?)
+    }
+
+    /// Compiles an emitted program and binds its state.
+    fn load(&self, program: emit::Program) -> Result<Box<dyn Executable>> {
         let loaded = self.client.compile(&program.text)?;
         Ok(Box::new(PjrtExecutable::new(
             &self.client,
@@ -72,12 +76,6 @@ impl Backend for PjrtBackend {
     }
 
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>> {
-        let program = emit::emit(graph)?;
-        let loaded = self.client.compile(&program.text)?;
-        Ok(Box::new(PjrtExecutable::new(
-            &self.client,
-            program,
-            loaded,
-        )?))
+        self.load(emit::emit(graph)?)
     }
 }

@@ -294,23 +294,8 @@ impl Builder {
             .filter(|i| !axes.contains(i))
             .map(|i| x.dims[i])
             .collect();
-        let region = self.region(combine, x.dtype);
-        let name = self.fresh();
-        let out = tensor_type(&dims, x.dtype);
-        let _ = writeln!(
-            self.body,
-            "    {name} = \"stablehlo.reduce\"({}, {}) {region} {{dimensions = {}}} : ({}, {}) -> {out}",
-            x.name,
-            init.name,
-            dims_array(axes),
-            x.ty(),
-            init.ty()
-        );
-        V {
-            name,
-            dims,
-            dtype: x.dtype,
-        }
+        let attrs = format!("dimensions = {}", dims_array(axes));
+        self.with_region("reduce", x, init, combine, &attrs, dims)
     }
 
     /// `stablehlo.reduce_window` with `combine` from `init`; `window`, `strides` and
@@ -327,17 +312,33 @@ impl Builder {
         let dims: Vec<usize> = (0..x.rank())
             .map(|i| (x.dims[i] + padding[i].0 + padding[i].1 - window[i]) / strides[i] + 1)
             .collect();
+        let attrs = format!(
+            "window_dimensions = {}, window_strides = {}, padding = {}",
+            dims_array(window),
+            dims_array(strides),
+            padding_attr(padding)
+        );
+        self.with_region("reduce_window", x, init, combine, &attrs, dims)
+    }
+
+    /// An op of `(x, init)` with a `combine` region, giving `dims` of `x`'s dtype.
+    fn with_region(
+        &mut self,
+        op: &str,
+        x: &V,
+        init: &V,
+        combine: &str,
+        attrs: &str,
+        dims: Vec<usize>,
+    ) -> V {
         let region = self.region(combine, x.dtype);
         let name = self.fresh();
         let out = tensor_type(&dims, x.dtype);
         let _ = writeln!(
             self.body,
-            "    {name} = \"stablehlo.reduce_window\"({}, {}) {region} {{window_dimensions = {}, window_strides = {}, padding = {}}} : ({}, {}) -> {out}",
+            "    {name} = \"stablehlo.{op}\"({}, {}) {region} {{{attrs}}} : ({}, {}) -> {out}",
             x.name,
             init.name,
-            dims_array(window),
-            dims_array(strides),
-            padding_attr(padding),
             x.ty(),
             init.ty()
         );
