@@ -270,6 +270,26 @@ fn cast_cases(rng: &mut StdRng) -> Vec<Case> {
             move |g, x| g.cast(x[0], to),
         ));
     }
+    let bytes = HostData::U8((0..12).map(|_| rng.random_range(0..=255)).collect());
+    let u = HostTensor::new(Shape::new(vec![3, 4]), bytes).unwrap();
+    cases.push(case("u8 input cast to f32, i32", vec![u], 0.0, |g, x| {
+        let f = g.cast(x[0], DType::F32)?;
+        let i = g.cast(x[0], DType::I32)?;
+        let i = g.cast(i, DType::F32)?;
+        g.add(f, i)
+    }));
+    let flags = HostData::Bool((0..8).map(|_| rng.random_bool(0.5)).collect());
+    let flags = HostTensor::new(Shape::new(vec![2, 4]), flags).unwrap();
+    let values = uniform(rng, &[2, 4], -1.0, 1.0);
+    cases.push(case(
+        "bool input selects",
+        vec![flags, values],
+        EW_TOL,
+        |g, x| {
+            let zero = g.scalar(0.0);
+            g.select(x[0], x[1], zero)
+        },
+    ));
     cases.push(case(
         "cast bool -> f32, i32",
         vec![ties(rng, &[10])],
@@ -306,7 +326,24 @@ fn linalg_cases(rng: &mut StdRng) -> Vec<Case> {
     cases.push(case("matmul batched", vec![x, y], SUM_TOL, |g, x| {
         g.matmul(x[0], x[1])
     }));
-    let convs: [ConvSpec; 5] = [
+    let convs: [ConvSpec; 7] = [
+        // More than 64 values per patch: lowered as a convolution, not as a product.
+        (
+            "wide patch",
+            [2, 6, 7, 8],
+            [3, 3, 8, 4],
+            [1, 1],
+            PaddingMode::Same,
+            [1, 1],
+        ),
+        (
+            "wide patch strided",
+            [1, 9, 8, 8],
+            [3, 3, 8, 3],
+            [2, 2],
+            PaddingMode::Valid,
+            [1, 1],
+        ),
         (
             "valid",
             [2, 7, 6, 3],
