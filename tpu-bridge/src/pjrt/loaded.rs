@@ -58,17 +58,24 @@ impl LoadedExecutable {
         // SAFETY: every list outlives the call and has the lengths given; the argument
         // buffers are live (borrowed) and not donated.
         p.check("PJRT_LoadedExecutable_Execute", unsafe { f(&mut call) })?;
-        // Own every output first, so that each is destroyed even if waiting fails.
-        let mut owned = Vec::with_capacity(outputs.len());
-        for (raw, (dtype, dims)) in out_ptrs.iter().zip(outputs) {
-            if raw.is_null() {
-                return Err(PjrtError::Protocol(
-                    "PJRT_LoadedExecutable_Execute left an output empty".into(),
-                ));
-            }
-            owned.push(Buffer::new(self.client.clone(), *raw, *dtype, dims.clone()));
-        }
+        // Own every output first, so that each is destroyed even if one is missing or
+        // waiting fails.
+        let owned: Vec<Buffer> = out_ptrs
+            .iter()
+            .zip(outputs)
+            .filter(|(raw, _)| !raw.is_null())
+            .map(|(&raw, (dtype, dims))| {
+                Buffer::new(self.client.clone(), raw, *dtype, dims.clone())
+            })
+            .collect();
         Event::new(p, done[0]).wait("PJRT_LoadedExecutable_Execute (completion)")?;
+        if owned.len() != outputs.len() {
+            return Err(PjrtError::Protocol(format!(
+                "PJRT_LoadedExecutable_Execute gave {} of {} outputs",
+                owned.len(),
+                outputs.len()
+            )));
+        }
         Ok(owned)
     }
 }
