@@ -25,10 +25,38 @@ fn window(a: &Pool2dAttrs) -> ([usize; 4], [usize; 4], [(usize, usize); 4]) {
 }
 
 /// Max-pooling; padded cells are `-inf`.
+/// Windows that tile `x` (stride = window, no padding) pool by reshape + reduce, the same
+/// ops the gradient starts with, so XLA computes the maximum once for both.
 pub(crate) fn max(b: &mut Builder, x: &V, a: &Pool2dAttrs) -> V {
+    if tiles(a) {
+        let (cells, _) = window_cells(b, x, a);
+        return tiled_max(b, &cells);
+    }
     let (w, s, p) = window(a);
     let init = b.scalar(Scalar::F32(f32::NEG_INFINITY), x.dtype);
     b.reduce_window(x, &init, "maximum", &w, &s, &p)
+}
+
+/// Whether the windows tile the input: stride = window, no padding.
+fn tiles(a: &Pool2dAttrs) -> bool {
+    a.stride == a.window && a.padding == Default::default()
+}
+
+/// `x` (less the rows and columns past the last whole window) viewed as
+/// `[N, Ho, kh, Wo, kw, C]`, and those dims.
+fn window_cells(b: &mut Builder, x: &V, a: &Pool2dAttrs) -> (V, [usize; 6]) {
+    let [n, h, w, c] = [x.dims[0], x.dims[1], x.dims[2], x.dims[3]];
+    let [kh, kw] = a.window;
+    let (ho, wo) = (h / kh, w / kw);
+    let used = b.slice(x, &[0; 4], &[n, ho * kh, wo * kw, c], &[1; 4]);
+    let six = [n, ho, kh, wo, kw, c];
+    (b.reshape(&used, &six), six)
+}
+
+/// The NaN-propagating maximum of each window of [`window_cells`]: `[N, Ho, Wo, C]`.
+fn tiled_max(b: &mut Builder, cells: &V) -> V {
+    let init = b.scalar(Scalar::F32(f32::NEG_INFINITY), cells.dtype);
+    b.reduce(cells, &init, "maximum", &[2, 4])
 }
 
 /// Average-pooling over the unpadded cells of each window.
@@ -64,8 +92,7 @@ pub(crate) fn avg_grad(b: &mut Builder, dy: &V, a: &Pool2dAttrs, input: &[usize]
 
 /// Gradient of max-pooling: operands `(x, dy)`.
 pub(crate) fn max_grad(b: &mut Builder, x: &V, dy: &V, a: &Pool2dAttrs) -> V {
-    let tiles = a.stride == a.window && a.padding == Default::default();
-    if tiles {
+    if tiles(a) {
         max_grad_tiled(b, x, dy, a)
     } else {
         max_grad_cells(b, x, dy, a)
@@ -85,12 +112,9 @@ fn max_grad_tiled(b: &mut Builder, x: &V, dy: &V, a: &Pool2dAttrs) -> V {
     let [ho, wo] = [dy.dims[1], dy.dims[2]];
     let [kh, kw] = a.window;
     // Rows and columns past the last whole window get no gradient.
-    let used = b.slice(x, &[0; 4], &[n, ho * kh, wo * kw, c], &[1; 4]);
-    let six = [n, ho, kh, wo, kw, c];
-    let cells = b.reshape(&used, &six);
+    let (cells, six) = window_cells(b, x, a);
     let outer = [0, 1, 3, 5];
-    let init = b.scalar(Scalar::F32(f32::NEG_INFINITY), x.dtype);
-    let m = b.reduce(&cells, &init, "maximum", &[2, 4]);
+    let m = tiled_max(b, &cells);
     let m = b.broadcast_in_dim(&m, &outer, &six);
     // The index of each cell inside its window, row-major.
     let rows = b.iota(&[1, 1, kh, 1, kw, 1], 2, DType::I32);
