@@ -6,9 +6,17 @@
 
 pub use hasten_nn as nn;
 pub use hasten_tensor as tensor;
+/// Pruning while training, sparse export and sparse inference (feature `compress`).
+#[cfg(feature = "compress")]
+pub use hasten_compress as compress;
+/// The PJRT backend: TPUs, GPUs or CPUs through a PJRT plugin (feature `tpu`).
+#[cfg(feature = "tpu")]
+pub use hasten_tpu as tpu;
 
 /// Everything a training script needs.
 pub mod prelude {
     pub use hasten_nn::prelude::*;
     pub use hasten_tensor::{Backend, CpuBackend};
+    #[cfg(feature = "tpu")]
+    pub use hasten_tpu::PjrtBackend;
 }

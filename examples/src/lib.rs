@@ -17,9 +17,13 @@ pub struct TrainArgs {
     /// Samples per step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Backend to train on (only `cpu` in this build).
+    /// Backend to train on: `cpu`, or `pjrt` (a PJRT plugin: `--plugin`, else
+    /// `$HASTEN_PJRT_PLUGIN`).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
+    /// The PJRT plugin for `--backend pjrt` (`libtpu.so`, the CUDA or the CPU plugin).
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
     /// Seed for weights and shuffling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -45,7 +49,14 @@ impl TrainArgs {
     pub fn backend(&self) -> Result<std::sync::Arc<dyn Backend>, String> {
         match self.backend.as_str() {
             "cpu" => Ok(std::sync::Arc::new(CpuBackend::new())),
-            other => Err(format!("unknown backend {other:?}; available: cpu")),
+            "pjrt" => {
+                let backend =
+                    PjrtBackend::new(self.plugin.as_deref()).map_err(|e| e.to_string())?;
+                let kind = backend.device_kind().map_err(|e| e.to_string())?;
+                println!("PJRT device: {kind}");
+                Ok(std::sync::Arc::new(backend))
+            }
+            other => Err(format!("unknown backend {other:?}; available: cpu, pjrt")),
         }
     }
 }

@@ -103,6 +103,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A device runtime (a PJRT plugin, a driver) could not be loaded or reported a failure.
+    #[error("{backend}: {detail}")]
+    Device {
+        /// The backend's name.
+        backend: &'static str,
+        /// What failed, with the runtime's own message.
+        detail: String,
+    },
     /// An error from candle-core while converting host tensors.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
