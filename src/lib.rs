@@ -4,11 +4,11 @@
 //! backend. This facade re-exports the crates; `use hasten::prelude::*` brings in what a
 //! training script needs.
 
-pub use hasten_nn as nn;
-pub use hasten_tensor as tensor;
 /// Pruning while training, sparse export and sparse inference (feature `compress`).
 #[cfg(feature = "compress")]
 pub use hasten_compress as compress;
+pub use hasten_nn as nn;
+pub use hasten_tensor as tensor;
 /// The PJRT backend: TPUs, GPUs or CPUs through a PJRT plugin (feature `tpu`).
 #[cfg(feature = "tpu")]
 pub use hasten_tpu as tpu;

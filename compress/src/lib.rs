@@ -21,13 +21,19 @@
 //! ```
 
 mod error;
+pub mod export;
+pub mod inference;
 pub mod mask;
 pub mod params;
+pub mod plain;
 mod prune;
 pub mod schedule;
+pub mod sparse;
 pub mod wrapper;
 
 pub use error::{Error, Result};
+pub use export::{dense_size, load_sparse, save_sparse, sparse_size, Size};
+pub use inference::{SparseChoice, SparseModel, MEASURED_CROSSOVER};
 pub use params::{BlockPooling, PruningParams};
 pub use prune::{
     is_pruned, prune_layers, prune_low_magnitude, register, strip_pruning, LayerSelection,

@@ -46,7 +46,10 @@ fn polynomial_pruning_reaches_its_sparsity_and_pruned_weights_stay_zero() {
         // The threshold is the smallest magnitude kept at the last mask update (step 60);
         // the weights have trained on since, so only its sign and finiteness are fixed.
         let threshold = weights[&format!("{layer}/threshold")].as_f32().unwrap()[0];
-        assert!(threshold > 0.0 && threshold.is_finite(), "{layer}: {threshold}");
+        assert!(
+            threshold > 0.0 && threshold.is_finite(),
+            "{layer}: {threshold}"
+        );
     }
     let scores = model.evaluate(&x, &y, 64).unwrap();
     assert!(

@@ -22,7 +22,10 @@ pub fn classification(
         .chunks(per)
         .map(|s| {
             let score = |c: usize| -> f32 {
-                s.iter().enumerate().map(|(i, v)| v * ((i * 7 + c * 13) as f32).sin()).sum()
+                s.iter()
+                    .enumerate()
+                    .map(|(i, v)| v * ((i * 7 + c * 13) as f32).sin())
+                    .sum()
             };
             (0..classes)
                 .max_by(|&a, &b| score(a).total_cmp(&score(b)))
