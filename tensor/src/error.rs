@@ -103,6 +103,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A collective (all-reduce) failed: a rank left or failed, or the ranks disagreed.
+    #[error("collective: {0}")]
+    Collective(String),
     /// An error from candle-core while converting host tensors.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
