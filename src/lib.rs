@@ -7,8 +7,15 @@
 pub use hasten_nn as nn;
 pub use hasten_tensor as tensor;
 
+/// Data-parallel strategies (feature `parallel`).
+#[cfg(feature = "parallel")]
+pub use hasten_parallel as parallel;
+
 /// Everything a training script needs.
 pub mod prelude {
     pub use hasten_nn::prelude::*;
     pub use hasten_tensor::{Backend, CpuBackend};
+
+    #[cfg(feature = "parallel")]
+    pub use hasten_parallel::Mirrored;
 }
