@@ -20,12 +20,14 @@
 //! - [`ThreadGroup`]: the shared-memory communicator.
 
 mod barrier;
+mod bucket;
 mod executable;
 mod mirrored;
 pub mod shard;
 mod split;
 mod threads;
 
+pub use bucket::BUCKET_BYTES;
 pub use mirrored::Mirrored;
 pub use shard::{global_batch, shard_graph, Sharded};
 pub use split::{split_batch, Shard};

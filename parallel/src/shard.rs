@@ -16,6 +16,7 @@
 //! draw such as dropout's mask, a broadcast zero in a gradient) is cut to this replica's rows
 //! where it meets batched values, so random masks keep their one-device, index-keyed values.
 
+use crate::bucket::Bucket;
 use crate::split::Shard;
 use hasten_tensor::ir::{Node, Op, ReduceOp};
 use hasten_tensor::{AllReduceOp, Error, Graph, NodeId, Result};
@@ -49,10 +50,17 @@ pub fn shard_graph(graph: &Graph, batch: usize, shard: Shard) -> Result<Sharded>
         shard,
         values: Vec::with_capacity(graph.nodes().len()),
         cut: HashMap::new(),
+        bucket: Bucket::default(),
     };
     for (i, node) in graph.nodes().iter().enumerate() {
+        if node.inputs.iter().any(|x| t.bucket.holds(x.0)) {
+            t.flush()?;
+        }
         let v = t.node(i, node)?;
         t.values.push(v);
+        if t.bucket.is_full() {
+            t.flush()?;
+        }
     }
     t.finish()
 }
@@ -84,6 +92,8 @@ struct Transform<'a> {
     values: Vec<Value>,
     /// Shared values cut to this replica's rows, by (node, axis).
     cut: HashMap<(usize, usize), NodeId>,
+    /// Partial sums waiting for their all-reduce.
+    bucket: Bucket,
 }
 
 fn refuse(i: usize, node: &Node, why: &str) -> Error {
@@ -155,7 +165,7 @@ impl Transform<'_> {
                 op,
                 axes,
                 keep_dims,
-            } => self.reduce(node, ops[0], *op, axes, *keep_dims),
+            } => self.reduce(i, node, ops[0], *op, axes, *keep_dims),
             Op::MatMul {
                 transpose_a,
                 transpose_b,
@@ -191,7 +201,7 @@ impl Transform<'_> {
             Op::Conv2dGradFilter { .. } => {
                 let ids = self.along_rows(i, node, ops, &[true, true])?;
                 let partial = self.new.push(node.op.clone(), &ids)?;
-                self.completed(partial, AllReduceOp::Sum)
+                self.summed_later(i, partial)
             }
             Op::Slice { starts, ends } => {
                 if starts[axis0] != 0 || ends[axis0] != self.batch {
@@ -221,9 +231,24 @@ impl Transform<'_> {
         Ok(Value::rows(self.new.push(op, ids)?, axis))
     }
 
-    /// A replica's partial result, completed over the group.
+    /// A replica's partial result, completed over the group now.
     fn completed(&mut self, partial: NodeId, op: AllReduceOp) -> Result<Value> {
         Ok(Value::shared(self.new.all_reduce(partial, op)?))
+    }
+
+    /// A replica's partial sum as the value of original node `i`, all-reduced with others in a
+    /// bucket before anything reads it (until then the value is the partial sum).
+    fn summed_later(&mut self, i: usize, partial: NodeId) -> Result<Value> {
+        self.bucket.defer(&self.new, i, partial)?;
+        Ok(Value::shared(partial))
+    }
+
+    /// All-reduces the bucket and points its members at their sums.
+    fn flush(&mut self) -> Result<()> {
+        for (i, id) in self.bucket.flush(&mut self.new)? {
+            self.values[i] = Value::shared(id);
+        }
+        Ok(())
     }
 
     /// Elementwise ops (and concatenation off the batch axis): operands aligned from the
@@ -298,6 +323,7 @@ impl Transform<'_> {
 
     fn reduce(
         &mut self,
+        i: usize,
         node: &Node,
         x: Value,
         op: ReduceOp,
@@ -319,6 +345,9 @@ impl Transform<'_> {
             ReduceOp::Max => ReduceOp::Max,
         };
         let partial = self.new.reduce(local, x.id, axes, keep_dims)?;
+        if op == ReduceOp::Sum {
+            return self.summed_later(i, partial);
+        }
         let collective = match op {
             ReduceOp::Max => AllReduceOp::Max,
             ReduceOp::Sum | ReduceOp::Mean => AllReduceOp::Sum,
@@ -365,17 +394,17 @@ impl Transform<'_> {
             }
             (Some((a, (_, ca))), Some((b, (_, cb)))) if a == ca && b == cb => {
                 let partial = self.new.push(op, &[ops[0].id, ops[1].id])?;
-                self.completed(partial, AllReduceOp::Sum)
+                self.summed_later(i, partial)
             }
             (Some((a, (_, ca))), None) if a == ca => {
                 let b = self.cut_rows(node.inputs[1], roles[1].1)?;
                 let partial = self.new.push(op, &[ops[0].id, b])?;
-                self.completed(partial, AllReduceOp::Sum)
+                self.summed_later(i, partial)
             }
             (None, Some((b, (_, cb)))) if b == cb => {
                 let a = self.cut_rows(node.inputs[0], roles[0].1)?;
                 let partial = self.new.push(op, &[a, ops[1].id])?;
-                self.completed(partial, AllReduceOp::Sum)
+                self.summed_later(i, partial)
             }
             _ => Err(refuse(
                 i,
@@ -432,6 +461,7 @@ impl Transform<'_> {
     }
 
     fn finish(mut self) -> Result<Sharded> {
+        self.flush()?;
         let mut batched_outputs = Vec::with_capacity(self.old.outputs().len());
         for (name, id) in self.old.outputs() {
             let v = self.values[id.0];
