@@ -1,16 +1,10 @@
 //! The executable of a [`crate::Mirrored`] strategy: one executable per replica, run together.
 
+use crate::rows::{check_lengths, input_splits, shard_inputs, InputSplit};
 use crate::split::Shard;
 use crate::threads::ThreadGroup;
 use hasten_tensor::{Error, Executable, Graph, HostData, HostSlice, HostTensor, Result, Shape};
 use std::sync::{Arc, Mutex};
-
-/// An input of the global step: its elements per row, if it is split between replicas.
-#[derive(Clone, Copy, Debug)]
-struct InputSplit {
-    row: Option<usize>,
-    len: usize,
-}
 
 /// The replicas' executables of one graph.
 pub(crate) struct MirroredExecutable {
@@ -39,17 +33,8 @@ impl MirroredExecutable {
     ) -> Result<Self> {
         // The global batch, when the graph has one.
         let batch: Option<usize> = rows.iter().map(|s| s.map(|s| s.rows)).sum();
-        let mut inputs = Vec::new();
-        let mut input_names = Vec::new();
-        for (name, id) in graph.inputs() {
-            let dims = graph.shape(id)?.dims();
-            let split = batch.is_some() && dims.first().copied() == batch;
-            inputs.push(InputSplit {
-                row: split.then(|| dims[1..].iter().product()),
-                len: dims.iter().product(),
-            });
-            input_names.push(name.to_string());
-        }
+        let (input_names, inputs): (Vec<String>, Vec<InputSplit>) =
+            input_splits(graph, batch)?.into_iter().unzip();
         if let Some(r) = replicas.iter().find(|r| r.input_names() != input_names) {
             return Err(Error::InvalidArgument {
                 op: "mirrored",
@@ -76,34 +61,6 @@ impl MirroredExecutable {
             group,
             busy,
         })
-    }
-
-    /// Each replica's inputs: its rows of the split inputs, the others whole.
-    fn replica_inputs<'a>(&self, inputs: &[HostSlice<'a>]) -> Result<Vec<Vec<HostSlice<'a>>>> {
-        for ((x, split), name) in inputs.iter().zip(&self.inputs).zip(&self.input_names) {
-            if x.len() != split.len {
-                return Err(Error::BadData {
-                    what: format!("input {name:?}"),
-                    expected_dtype: x.dtype(),
-                    expected_shape: Shape::new(vec![split.len]),
-                    found: format!("{} elements", x.len()),
-                });
-            }
-        }
-        Ok(self
-            .rows
-            .iter()
-            .map(|shard| {
-                inputs
-                    .iter()
-                    .zip(&self.inputs)
-                    .map(|(x, split)| match (split.row, shard) {
-                        (Some(row), Some(s)) => rows_of(*x, s.offset * row, s.rows * row),
-                        _ => *x,
-                    })
-                    .collect()
-            })
-            .collect())
     }
 
     /// Runs every replica on its own thread; a failing replica breaks the group so that the
@@ -172,17 +129,6 @@ fn first_cause(results: Vec<Result<()>>) -> Result<()> {
     }
 }
 
-/// Elements `start..start + len` of `x`.
-fn rows_of(x: HostSlice<'_>, start: usize, len: usize) -> HostSlice<'_> {
-    let r = start..start + len;
-    match x {
-        HostSlice::F32(v) => HostSlice::F32(&v[r]),
-        HostSlice::I32(v) => HostSlice::I32(&v[r]),
-        HostSlice::U8(v) => HostSlice::U8(&v[r]),
-        HostSlice::Bool(v) => HostSlice::Bool(&v[r]),
-    }
-}
-
 fn clear(data: &mut HostData) {
     match data {
         HostData::F32(v) => v.clear(),
@@ -223,14 +169,12 @@ impl Executable for MirroredExecutable {
     }
 
     fn run(&mut self, inputs: &[HostSlice<'_>]) -> Result<()> {
-        if inputs.len() != self.inputs.len() {
-            return Err(Error::InputCount {
-                expected: self.inputs.len(),
-                names: self.input_names.join(", "),
-                found: inputs.len(),
-            });
-        }
-        let per_replica = self.replica_inputs(inputs)?;
+        check_lengths(inputs, &self.inputs, &self.input_names)?;
+        let per_replica = self
+            .rows
+            .iter()
+            .map(|shard| shard_inputs(inputs, &self.inputs, *shard))
+            .collect();
         let busy = Arc::clone(&self.busy);
         let _step = busy
             .lock()
