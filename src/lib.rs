@@ -13,10 +13,17 @@ pub use hasten_tensor as tensor;
 #[cfg(feature = "tpu")]
 pub use hasten_tpu as tpu;
 
+/// Data-parallel strategies (feature `parallel`).
+#[cfg(feature = "parallel")]
+pub use hasten_parallel as parallel;
+
 /// Everything a training script needs.
 pub mod prelude {
     pub use hasten_nn::prelude::*;
     pub use hasten_tensor::{Backend, CpuBackend};
     #[cfg(feature = "tpu")]
     pub use hasten_tpu::PjrtBackend;
+
+    #[cfg(feature = "parallel")]
+    pub use hasten_parallel::Mirrored;
 }

@@ -1,6 +1,7 @@
 //! Reverse-mode automatic differentiation on the IR: one rule per primitive op, so layers need
 //! no backward code and backends only ever see primitive ops.
 
+use crate::collective::AllReduceOp;
 use crate::ir::{BinaryOp, CompareOp, Graph, NodeId, Op, ReduceOp, UnaryOp};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -231,6 +232,19 @@ fn rule(
         Op::Cast { .. } => {
             let from = graph.dtype(x(0))?;
             vec![from.is_float().then(|| graph.cast(g, from)).transpose()?]
+        }
+        // Replica r's output is the sum of every replica's input, so each input's cotangent
+        // is the sum of every replica's output cotangent: all-reduce-sum again (the mean's
+        // 1/n weight carries over the same way).
+        Op::AllReduce {
+            op: op @ (AllReduceOp::Sum | AllReduceOp::Mean),
+        } => vec![Some(graph.all_reduce(g, *op)?)],
+        Op::AllReduce {
+            op: AllReduceOp::Max,
+        } => {
+            return Err(Error::NotDifferentiable(
+                "all_reduce max (it has no gradient rule)".into(),
+            ))
         }
         Op::Conv2dGradInput { .. }
         | Op::Conv2dGradFilter { .. }

@@ -111,6 +111,9 @@ pub enum Error {
         /// What failed, with the runtime's own message.
         detail: String,
     },
+    /// A collective (all-reduce) failed: a rank left or failed, or the ranks disagreed.
+    #[error("collective: {0}")]
+    Collective(String),
     /// An error from candle-core while converting host tensors.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

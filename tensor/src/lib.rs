@@ -22,6 +22,7 @@
 
 mod autodiff;
 mod backend;
+pub mod collective;
 pub mod cpu;
 mod dtype;
 mod error;
@@ -34,6 +35,7 @@ mod shape;
 pub use autodiff::grad;
 pub use backend::{Backend, Executable};
 pub use candle_core;
+pub use collective::{AllReduceOp, Communicator};
 pub use cpu::{CpuBackend, CpuOptions};
 pub use dtype::DType;
 pub use error::{Error, Result};

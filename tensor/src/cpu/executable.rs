@@ -15,11 +15,14 @@ use super::profile::Profile;
 use super::tiling::{self, Segment, Separable};
 use super::CpuOptions;
 use crate::backend::Executable;
+use crate::collective::Communicator;
 use crate::host::{HostData, HostSlice, HostTensor};
 use crate::ir::{Graph, Node, NodeId, Op};
 use crate::passes::fusion::{self, FusionGroup};
 use crate::passes::memory_plan::{self, StepBuffers};
 use crate::{passes, DType, Error, Result};
+use std::cell::RefCell;
+use std::sync::Arc;
 
 /// Where a node's value lives during a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +114,9 @@ pub struct CpuExecutable {
     plan: memory_plan::MemoryPlan,
     pool: &'static WorkerPool,
     profile: Option<Profile>,
+    /// What all-reduce nodes call, and the first error one of them met in this step.
+    communicator: Option<Arc<dyn Communicator>>,
+    collective_error: RefCell<Option<Error>>,
 }
 
 // SAFETY: the raw pointers refer to memory the executable owns (or, during `run` only, to the
@@ -125,6 +131,22 @@ fn unsupported(what: String) -> Error {
     Error::Unsupported {
         backend: "cpu",
         what,
+    }
+}
+
+/// Rejects an all-reduce without a communicator to run it.
+fn check_communicator(graph: &Graph, attached: bool) -> Result<()> {
+    let found = graph
+        .nodes()
+        .iter()
+        .position(|n| matches!(n.op, Op::AllReduce { .. }));
+    match found {
+        Some(i) if !attached => Err(unsupported(format!(
+            "all_reduce (node %{i}) without a communicator: a collective needs a replica group; \
+             build the backend with `CpuBackend::with_communicator`, or compile through a \
+             data-parallel strategy"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -164,6 +186,17 @@ fn check_supported(graph: &Graph) -> Result<()> {
 impl CpuExecutable {
     /// Compiles `graph` with the given optimisations.
     pub fn compile(graph: &Graph, options: CpuOptions) -> Result<Self> {
+        Self::compile_with(graph, options, None)
+    }
+
+    /// Compiles `graph` for one rank of a replica group: its all-reduce nodes call
+    /// `communicator`; a graph with an all-reduce and no communicator is an error.
+    pub fn compile_with(
+        graph: &Graph,
+        options: CpuOptions,
+        communicator: Option<Arc<dyn Communicator>>,
+    ) -> Result<Self> {
+        check_communicator(graph, communicator.is_some())?;
         let graph = if options.simplify {
             passes::simplify(graph)?
         } else {
@@ -511,6 +544,8 @@ impl CpuExecutable {
             pool: pool::global(),
             profile,
             graph,
+            communicator,
+            collective_error: RefCell::new(None),
         })
     }
 
@@ -719,6 +754,17 @@ impl CpuExecutable {
             Op::RandomUniform { .. } => {
                 let seed = host_slice(operand(0).dtype, ptrs[node.inputs[0].0], 1);
                 random::uniform(random::seed_of(seed), y(), pool);
+            }
+            Op::AllReduce { op } => {
+                let out = y();
+                out.copy_from_slice(f(0));
+                let result = match &self.communicator {
+                    Some(c) => c.all_reduce(out, *op),
+                    None => Err(unsupported("all_reduce without a communicator".into())),
+                };
+                if let Err(e) = result {
+                    self.collective_error.borrow_mut().get_or_insert(e);
+                }
             }
             Op::Input { .. }
             | Op::Parameter { .. }
@@ -1226,6 +1272,9 @@ impl Executable for CpuExecutable {
             }
             if let (Some(profile), Some(start)) = (&mut self.profile, start) {
                 profile.record(u, start);
+            }
+            if let Some(e) = self.collective_error.get_mut().take() {
+                return Err(e);
             }
         }
         if let Some(profile) = &mut self.profile {

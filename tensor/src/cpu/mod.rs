@@ -18,8 +18,10 @@ pub(crate) mod vector;
 pub use executable::CpuExecutable;
 
 use crate::backend::{Backend, Executable};
+use crate::collective::Communicator;
 use crate::ir::Graph;
 use crate::Result;
+use std::sync::Arc;
 
 /// Which optimisations the CPU backend applies; the reference setting turns them all off so
 /// that tests can compare the two.
@@ -67,6 +69,8 @@ impl Default for CpuOptions {
 #[derive(Clone, Debug, Default)]
 pub struct CpuBackend {
     options: CpuOptions,
+    /// What its all-reduce nodes call; none outside a replica group.
+    communicator: Option<Arc<dyn Communicator>>,
 }
 
 impl CpuBackend {
@@ -77,12 +81,22 @@ impl CpuBackend {
 
     /// The backend with chosen optimisations.
     pub fn with_options(options: CpuOptions) -> Self {
-        CpuBackend { options }
+        CpuBackend {
+            options,
+            communicator: None,
+        }
+    }
+
+    /// The same backend as one rank of a replica group: its executables' all-reduce nodes
+    /// call `communicator`. Without one, compiling a graph with an all-reduce is an error.
+    pub fn with_communicator(mut self, communicator: Arc<dyn Communicator>) -> Self {
+        self.communicator = Some(communicator);
+        self
     }
 
     /// Compiles to the concrete executable type (to inspect its memory plan, say).
     pub fn compile_cpu(&self, graph: &Graph) -> Result<CpuExecutable> {
-        CpuExecutable::compile(graph, self.options)
+        CpuExecutable::compile_with(graph, self.options, self.communicator.clone())
     }
 }
 

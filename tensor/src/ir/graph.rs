@@ -5,6 +5,7 @@ use super::infer::infer;
 use super::op::{
     BinaryOp, CompareOp, Conv2dAttrs, Op, Padding2d, PaddingMode, Pool2dAttrs, ReduceOp, UnaryOp,
 };
+use crate::collective::AllReduceOp;
 use crate::host::HostTensor;
 use crate::{DType, Error, Result, Shape};
 use std::fmt;
@@ -543,6 +544,11 @@ impl Graph {
     pub fn random_uniform(&mut self, seed: NodeId, shape: impl Into<Shape>) -> Result<NodeId> {
         let shape = shape.into().0;
         self.push(Op::RandomUniform { shape }, &[seed])
+    }
+
+    /// Combines `x` (`F32`) across the replicas of the group the backend runs in.
+    pub fn all_reduce(&mut self, x: NodeId, op: AllReduceOp) -> Result<NodeId> {
+        self.push(Op::AllReduce { op }, &[x])
     }
 
     /// Numerically stable softmax over the last axis.

@@ -270,6 +270,17 @@ pub fn infer(op: &Op, operands: &[Operand<'_>]) -> Result<(Shape, DType)> {
         }
         Op::Cast { to } => Ok((operands[0].0.clone(), *to)),
         Op::StopGradient => Ok((operands[0].0.clone(), operands[0].1)),
+        Op::AllReduce { .. } => {
+            let (x, d) = operands[0];
+            if d != DType::F32 {
+                return Err(Error::DTypeMismatch {
+                    op: name,
+                    expected: "f32 (collectives carry f32 values)".into(),
+                    found: d,
+                });
+            }
+            Ok((x.clone(), d))
+        }
         Op::RandomUniform { shape } => {
             let (seed, d) = operands[0];
             if !matches!(d, DType::I32 | DType::F32) {

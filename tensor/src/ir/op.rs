@@ -4,6 +4,7 @@
 //! and autodiff has one rule per op. Attributes are stored explicitly, so a backend never has
 //! to re-derive them from shapes.
 
+use crate::collective::AllReduceOp;
 use crate::host::HostTensor;
 use crate::DType;
 use std::sync::Arc;
@@ -266,6 +267,15 @@ pub enum Op {
         /// The output dims.
         shape: Vec<usize>,
     },
+    /// Combines an `F32` value across the replicas of a group (sum, mean or max), through the
+    /// communicator the backend was built with; same shape out. The gradient of a sum is the
+    /// sum of the cotangents (each replica's output depends on every replica's input with
+    /// weight one, so the input's cotangent is the sum over replicas of theirs), the gradient
+    /// of a mean their mean; max has none.
+    AllReduce {
+        /// How the values are combined.
+        op: AllReduceOp,
+    },
 }
 
 impl Op {
@@ -299,6 +309,7 @@ impl Op {
             Op::Cast { .. } => "cast",
             Op::StopGradient => "stop_gradient",
             Op::RandomUniform { .. } => "random_uniform",
+            Op::AllReduce { .. } => "all_reduce",
         }
     }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 /// constant buffer.
 const MAX_FOLDED_ELEMENTS: usize = 1 << 16;
 
-/// Replaces every foldable node (all operands constant, not a broadcast or a random draw, of
-/// bounded size) by a constant holding its value. Node ids are preserved; run dead-node
+/// Replaces every foldable node (all operands constant, not a broadcast, a random draw or a
+/// collective, of bounded size) by a constant holding its value. Node ids are preserved; run dead-node
 /// elimination afterwards to drop the constants that are no longer used.
 pub fn fold_constants(graph: &Graph) -> Result<Graph> {
     let mut out = Graph::new();
@@ -22,7 +22,10 @@ pub fn fold_constants(graph: &Graph) -> Result<Graph> {
     for (i, node) in graph.nodes().iter().enumerate() {
         let foldable = !node.inputs.is_empty()
             && node.inputs.iter().all(|x| is_const[x.0])
-            && !matches!(node.op, Op::Broadcast { .. } | Op::RandomUniform { .. })
+            && !matches!(
+                node.op,
+                Op::Broadcast { .. } | Op::RandomUniform { .. } | Op::AllReduce { .. }
+            )
             && node.shape.numel() <= MAX_FOLDED_ELEMENTS;
         let new = if foldable {
             let value = evaluate(&cpu, &out, node)?;

@@ -194,6 +194,13 @@ fn lower(b: &mut Builder, node: &Node, args: &[&V]) -> Result<V> {
         Op::Select => elementwise::select(b, args[0], args[1], args[2], dims),
         Op::Cast { to } => elementwise::cast(b, args[0], *to),
         Op::StopGradient => args[0].clone(),
+        // A replicated PJRT step would lower this to `stablehlo.all_reduce` over the
+        // plugin's devices; until then a graph holding one is refused when compiled.
+        Op::AllReduce { .. } => {
+            return Err(builder::unsupported(
+                "all-reduce (replicated PJRT steps are not built yet)",
+            ))
+        }
         Op::MatMul {
             transpose_a,
             transpose_b,
