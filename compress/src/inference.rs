@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 /// Density below which a Dense layer runs sparse by default, measured by the `prune_bench`
 /// example on the reference MLP's layers (see ARCHITECTURE.md).
-pub const MEASURED_CROSSOVER: f64 = 0.30;
+pub const MEASURED_CROSSOVER: f64 = 0.07;
 
 /// Which Dense layers run sparse.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -53,7 +53,8 @@ fn the_sparse_kernel_equals_the_dense_product_at_every_density_and_batch() {
         let matrix = SparseMatrix::from_dense(&w, features, units);
         assert_eq!(matrix.nnz(), w.iter().filter(|&&v| v != 0.0).count());
         for samples in [1, 2, 15, 16, 17, 100, 300] {
-            let x = sparse_random(samples * features, 1.0, 100 + samples as u64);
+            // Half the inputs zero: the kernel skips their rows.
+            let x = sparse_random(samples * features, 0.5, 100 + samples as u64);
             let mut y = vec![f32::NAN; samples * units];
             matrix.matmul(&x, Some(&bias), &mut y);
             let want = reference(&x, &w, &bias, features, units);
@@ -65,6 +66,22 @@ fn the_sparse_kernel_equals_the_dense_product_at_every_density_and_batch() {
             }
         }
     }
+}
+
+#[test]
+fn zero_inputs_are_not_skipped_when_a_weight_is_infinite() {
+    let w = vec![f32::INFINITY, 0.0, 1.0, 2.0]; // [2, 2]
+    let matrix = SparseMatrix::from_dense(&w, 2, 2);
+    let mut y = vec![0.0; 2];
+    matrix.matmul(&[0.0, 1.0], None, &mut y);
+    assert!(
+        y[0].is_nan(),
+        "0 · ∞ is NaN, as in the dense product: {y:?}"
+    );
+    assert_eq!(y[1], 2.0);
+    let mut y = vec![0.0; 2];
+    SparseMatrix::from_dense(&[1.0, 0.0, 1.0, 2.0], 2, 2).matmul(&[f32::NAN, 1.0], None, &mut y);
+    assert!(y[0].is_nan(), "a NaN input propagates: {y:?}");
 }
 
 #[test]
@@ -137,7 +154,8 @@ fn the_sparse_model_predicts_what_the_dense_model_predicts() {
     let (mut model, x) = pruned_trained_mlp(0.9, (1, 1));
     let want = values(&model.predict(&x, 64).unwrap());
     for (choice, sparse_layers) in [
-        (SparseChoice::Auto, 2),
+        (SparseChoice::Auto, 0),
+        (SparseChoice::DensityBelow(0.3), 2),
         (SparseChoice::Always, 2),
         (SparseChoice::Never, 0),
         (SparseChoice::DensityBelow(0.05), 0),
@@ -158,7 +176,7 @@ fn the_sparse_model_predicts_what_the_dense_model_predicts() {
     compile(&mut cnn_model, 0.01);
     cnn_model.fit(&cx, &cy, options(1, 16)).unwrap();
     let want = values(&cnn_model.predict(&cx, 16).unwrap());
-    let mut sparse = SparseModel::new(&mut cnn_model, SparseChoice::Auto).unwrap();
+    let mut sparse = SparseModel::new(&mut cnn_model, SparseChoice::Always).unwrap();
     assert_eq!(sparse.sparse_layers().len(), 1);
     let got = values(&sparse.predict(&cx, 16).unwrap());
     for (a, b) in got.iter().zip(&want) {

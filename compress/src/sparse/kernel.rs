@@ -1,20 +1,21 @@
-//! `y = x · W` for a sparse `W` (`[features, units]`), vectorised over samples.
+//! `y = x · W` for a sparse `W` (`[features, units]`).
 //!
-//! `W` is kept by output unit (its transpose in CSR): unit `j`'s nonzeros are the input
-//! features it reads and their weights. One sample gathers `x[feature]` per nonzero; many
-//! samples are taken 16 at a time, transposed so that one feature of the 16 samples is one
-//! contiguous vector, and every nonzero is one fused multiply-add over that vector: the
-//! memory traffic is the nonzeros once per 16 samples, and the arithmetic is exactly
-//! `2 · nnz` per sample, against the dense `2 · features · units`.
+//! `W` is kept in CSR by input feature: feature `i`'s nonzeros are the units it feeds and
+//! their weights. Each sample starts from the bias and, for every input value that is not
+//! zero, adds `x[i] · W[i, j]` to the units `j` of feature `i`'s row. The arithmetic is at
+//! most `2 · nnz` per sample against the dense `2 · features · units`, and inputs that are
+//! zero cost nothing: MNIST pixels (about 81 % zero) and ReLU outputs (about half) skip
+//! their rows, which a dense GEMM cannot. Skipping is exact for finite weights (`0 · w = 0`);
+//! a matrix holding ±∞ or NaN never skips, so `0 · ∞ = NaN` is kept. Large batches are split
+//! over threads by samples.
 
 use hasten_tensor::cpu::simd;
 use rayon::prelude::*;
 
-/// Samples per vector.
-const LANES: usize = 16;
+/// Samples per parallel task.
+const SAMPLES_PER_TASK: usize = 16;
 
-/// A `[features, units]` matrix stored by unit: `offsets[j]..offsets[j + 1]` index the
-/// features and weights unit `j` reads.
+/// A `[features, units]` matrix in CSR by feature.
 #[derive(Clone, Debug)]
 pub struct SparseMatrix {
     /// Input features.
@@ -22,32 +23,35 @@ pub struct SparseMatrix {
     /// Output units.
     pub units: usize,
     offsets: Vec<u32>,
-    inputs: Vec<u32>,
+    columns: Vec<u32>,
     weights: Vec<f32>,
+    /// Whether every weight is finite, so that zero inputs may be skipped.
+    skip_zero_inputs: bool,
 }
 
 impl SparseMatrix {
     /// The nonzeros of a dense row-major `[features, units]` kernel.
     pub fn from_dense(kernel: &[f32], features: usize, units: usize) -> SparseMatrix {
-        let mut offsets = Vec::with_capacity(units + 1);
-        let (mut inputs, mut weights) = (Vec::new(), Vec::new());
+        let mut offsets = Vec::with_capacity(features + 1);
+        let (mut columns, mut weights) = (Vec::new(), Vec::new());
         offsets.push(0);
-        for j in 0..units {
-            for i in 0..features {
-                let w = kernel[i * units + j];
+        for row in kernel.chunks(units.max(1)).take(features) {
+            for (j, &w) in row.iter().enumerate() {
                 if w != 0.0 {
-                    inputs.push(i as u32);
+                    columns.push(j as u32);
                     weights.push(w);
                 }
             }
-            offsets.push(inputs.len() as u32);
+            offsets.push(columns.len() as u32);
         }
+        let skip_zero_inputs = weights.iter().all(|w| w.is_finite());
         SparseMatrix {
             features,
             units,
             offsets,
-            inputs,
+            columns,
             weights,
+            skip_zero_inputs,
         }
     }
 
@@ -64,79 +68,40 @@ impl SparseMatrix {
     /// `y = x · W (+ bias)` for `x` row-major `[samples, features]`, into `y`
     /// (`[samples, units]`).
     pub fn matmul(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-        let samples = x.len() / self.features.max(1);
-        let tiles = samples.div_ceil(LANES);
-        let tile_out = LANES * self.units;
-        let run = |(t, out): (usize, &mut [f32])| {
-            let start = t * LANES;
-            let n = LANES.min(samples - start);
-            let rows = &x[start * self.features..(start + n) * self.features];
+        let (features, units) = (self.features.max(1), self.units.max(1));
+        let task = |(x, y): (&[f32], &mut [f32])| {
             simd::dispatch(
                 #[inline(always)]
                 || {
-                    if n == 1 {
-                        self.one_sample(rows, bias, out);
-                    } else {
-                        self.tile(rows, n, bias, out);
+                    for (x, y) in x.chunks(features).zip(y.chunks_mut(units)) {
+                        self.sample(x, bias, y);
                     }
                 },
-            );
+            )
         };
-        let work = self.nnz() * samples;
-        if tiles > 1 && work > 1 << 16 {
-            y.par_chunks_mut(tile_out).enumerate().for_each(run);
+        let samples = x.len() / features;
+        if samples > SAMPLES_PER_TASK && self.nnz() * samples > 1 << 18 {
+            let xs = x.par_chunks(features * SAMPLES_PER_TASK);
+            xs.zip(y.par_chunks_mut(units * SAMPLES_PER_TASK))
+                .for_each(task);
         } else {
-            y.chunks_mut(tile_out).enumerate().for_each(run);
+            task((x, y));
         }
     }
 
     #[inline(always)]
-    fn unit(&self, j: usize) -> (&[u32], &[f32]) {
-        let (a, b) = (self.offsets[j] as usize, self.offsets[j + 1] as usize);
-        (&self.inputs[a..b], &self.weights[a..b])
-    }
-
-    #[inline(always)]
-    fn one_sample(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-        for (j, out) in y.iter_mut().enumerate() {
-            let (inputs, weights) = self.unit(j);
-            let mut acc = [0.0f32; 4];
-            let mut k = 0;
-            while k + 4 <= inputs.len() {
-                for l in 0..4 {
-                    acc[l] += weights[k + l] * x[inputs[k + l] as usize];
-                }
-                k += 4;
-            }
-            let mut sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-            for l in k..inputs.len() {
-                sum += weights[l] * x[inputs[l] as usize];
-            }
-            *out = sum + bias.map_or(0.0, |b| b[j]);
+    fn sample(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        match bias {
+            Some(b) => y.copy_from_slice(b),
+            None => y.fill(0.0),
         }
-    }
-
-    #[inline(always)]
-    fn tile(&self, x: &[f32], n: usize, bias: Option<&[f32]>, y: &mut [f32]) {
-        // xt[feature][lane]: one feature of the tile's samples per vector.
-        let mut xt = vec![[0.0f32; LANES]; self.features];
-        for (s, row) in x.chunks(self.features).enumerate() {
-            for (f, &v) in row.iter().enumerate() {
-                xt[f][s] = v;
+        for (i, &xi) in x.iter().enumerate() {
+            if xi == 0.0 && self.skip_zero_inputs {
+                continue;
             }
-        }
-        for j in 0..self.units {
-            let (inputs, weights) = self.unit(j);
-            let mut acc = [0.0f32; LANES];
-            for (&i, &w) in inputs.iter().zip(weights) {
-                let column = &xt[i as usize];
-                for l in 0..LANES {
-                    acc[l] += w * column[l];
-                }
-            }
-            let b = bias.map_or(0.0, |b| b[j]);
-            for (s, &a) in acc.iter().enumerate().take(n) {
-                y[s * self.units + j] = a + b;
+            let (a, b) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
+            for (&j, &w) in self.columns[a..b].iter().zip(&self.weights[a..b]) {
+                y[j as usize] += xi * w;
             }
         }
     }
