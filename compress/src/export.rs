@@ -18,9 +18,8 @@ use crate::{Error, Result};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use hasten_nn::Sequential;
+use hasten_tensor::io::{from_safetensors_bytes, to_safetensors_bytes};
 use hasten_tensor::{HostData, HostTensor};
-use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -68,7 +67,7 @@ struct SavedLayer {
 /// without pruning masks).
 pub fn dense_size(model: &mut Sequential) -> Result<Size> {
     let (_, weights) = plain_view(model)?;
-    Size::of(&serialize(&weights, None)?)
+    Size::of(&to_safetensors_bytes(&weights, None)?)
 }
 
 /// The size of `model` as a sparse file ([`save_sparse`]).
@@ -92,8 +91,7 @@ pub fn load_sparse(path: impl AsRef<Path>) -> Result<Sequential> {
         detail,
     };
     let bytes = std::fs::read(path).map_err(|e| io_err(&shown, e))?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
+    let (tensors, meta) = from_safetensors_bytes(&bytes, path)?;
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(bad(format!(
             "not a {FORMAT} file (its metadata has no format {FORMAT:?})"
@@ -101,7 +99,6 @@ pub fn load_sparse(path: impl AsRef<Path>) -> Result<Sequential> {
     }
     let arch: Architecture = serde_json::from_str(meta.get("architecture").map_or("", |s| s))
         .map_err(|e| bad(format!("bad architecture: {e}")))?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let specs: Vec<(&str, &serde_json::Value)> = arch
         .layers
         .iter()
@@ -149,7 +146,7 @@ fn sparse_bytes(model: &mut Sequential) -> Result<Vec<u8>> {
         ("format".to_string(), FORMAT.to_string()),
         ("architecture".to_string(), arch),
     ]);
-    serialize(&tensors, Some(meta))
+    Ok(to_safetensors_bytes(&tensors, Some(meta))?)
 }
 
 /// The block size a weight is stored sparsely with, if it is a prunable kernel.
@@ -183,13 +180,18 @@ fn encode_kernel(
     ]))
 }
 
-fn read_weight(tensors: &SafeTensors<'_>, name: &str) -> Result<HostTensor> {
-    if tensors.names().contains(&name) {
-        return to_host(tensors, name);
+fn read_weight(tensors: &BTreeMap<String, HostTensor>, name: &str) -> Result<HostTensor> {
+    if let Some(dense) = tensors.get(name) {
+        return Ok(dense.clone());
     }
-    let part = |p: &str| to_host(tensors, &format!("{name}.{p}"));
-    let ints = |t: HostTensor| match t.data {
-        HostData::I32(v) => Ok(v),
+    let part = |p: &str| {
+        let key = format!("{name}.{p}");
+        tensors
+            .get(&key)
+            .ok_or_else(|| Error::config(format!("the file has no tensor {key:?}")))
+    };
+    let ints = |t: &HostTensor| match &t.data {
+        HostData::I32(v) => Ok(v.clone()),
         _ => Err(Error::config("index tensors must be I32")),
     };
     let dims: Vec<usize> = ints(part("shape")?)?
@@ -213,52 +215,6 @@ fn read_weight(tensors: &SafeTensors<'_>, name: &str) -> Result<HostTensor> {
         values: values.as_f32()?.to_vec(),
     };
     Ok(HostTensor::f32(dims, bsr.to_dense()?)?)
-}
-
-fn to_host(tensors: &SafeTensors<'_>, name: &str) -> Result<HostTensor> {
-    let view = tensors
-        .tensor(name)
-        .map_err(|e| Error::config(e.to_string()))?;
-    let bytes = view.data();
-    let data = match view.dtype() {
-        Dtype::F32 => HostData::F32(
-            bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
-        Dtype::I32 => HostData::I32(
-            bytes
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
-        other => {
-            return Err(Error::config(format!(
-                "tensor {name} has unsupported dtype {other:?}"
-            )))
-        }
-    };
-    Ok(HostTensor::new(view.shape().to_vec().into(), data)?)
-}
-
-fn serialize(
-    tensors: &BTreeMap<String, HostTensor>,
-    meta: Option<HashMap<String, String>>,
-) -> Result<Vec<u8>> {
-    let mut views = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let dtype = match t.data {
-            HostData::F32(_) => Dtype::F32,
-            HostData::I32(_) => Dtype::I32,
-            HostData::U8(_) => Dtype::U8,
-            HostData::Bool(_) => Dtype::BOOL,
-        };
-        let view = TensorView::new(dtype, t.shape.dims().to_vec(), t.data.as_slice().as_bytes())
-            .map_err(|e| Error::config(e.to_string()))?;
-        views.push((name.clone(), view));
-    }
-    safetensors::serialize(views, meta).map_err(|e| Error::config(e.to_string()))
 }
 
 fn io_err(path: &str, source: std::io::Error) -> Error {

@@ -1,6 +1,7 @@
 //! Wrapping a model's layers for pruning, and stripping the wrappers afterwards.
 
 use crate::params::PruningParams;
+use crate::plain::plain_view;
 use crate::wrapper::{PruneLowMagnitude, KIND, PRUNABLE_KINDS};
 use crate::{Error, Result};
 use hasten_nn::layers::{from_config, register_layer, Layer};
@@ -63,23 +64,7 @@ pub fn prune_layers(
 /// its zeros (`kernel · mask`), the masks and thresholds gone. The result is uncompiled.
 pub fn strip_pruning(model: Sequential) -> Result<Sequential> {
     let mut model = model;
-    model.build()?;
-    let mut weights = model.get_weights()?;
-    for layer in model.layers().iter().filter(|l| l.kind() == KIND) {
-        let name = layer.name();
-        let mask = weights.remove(&format!("{name}/mask"));
-        weights.remove(&format!("{name}/threshold"));
-        let kernel_name = format!("{name}/kernel");
-        if let (Some(mask), Some(kernel)) = (mask, weights.get(&kernel_name)) {
-            let values = kernel
-                .as_f32()?
-                .iter()
-                .zip(mask.as_f32()?)
-                .map(|(w, m)| w * m);
-            let masked = HostTensor::f32(kernel.shape.clone(), values.collect())?;
-            weights.insert(kernel_name, masked);
-        }
-    }
+    let (_, weights) = plain_view(&mut model)?;
     rebuild(model, weights, |layer| {
         if layer.kind() != KIND {
             return Ok(layer);

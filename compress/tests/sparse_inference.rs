@@ -141,7 +141,7 @@ fn a_sparse_file_round_trips_and_is_smaller() {
     let path = dir.join("junk.safetensors");
     std::fs::write(&path, b"not a safetensors file").unwrap();
     assert!(load_sparse(&path).is_err());
-    let (mut plain, _) = (mlp(4, 2, 2), ());
+    let mut plain = mlp(4, 2, 2);
     plain.save_weights(dir.join("dense.safetensors")).unwrap();
     let err = load_sparse(dir.join("dense.safetensors"))
         .map(|_| ())

@@ -5,7 +5,7 @@ use crate::host::{HostData, HostTensor};
 use crate::{Error, Result, Shape};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
@@ -25,6 +25,24 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
 
 /// Writes `tensors` to `path` atomically (never leaves a half-written file behind).
 pub fn save_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>) -> Result<()> {
+    let bytes = serialize(tensors, None, path)?;
+    write_atomically(path, &bytes)
+}
+
+/// `tensors` as the bytes of a safetensors file, with `metadata` in its header (the
+/// format's `__metadata__`).
+pub fn to_safetensors_bytes(
+    tensors: &BTreeMap<String, HostTensor>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    serialize(tensors, metadata, Path::new("<memory>"))
+}
+
+fn serialize(
+    tensors: &BTreeMap<String, HostTensor>,
+    metadata: Option<HashMap<String, String>>,
+    path: &Path,
+) -> Result<Vec<u8>> {
     let mut views = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let dtype = match t.data {
@@ -37,8 +55,7 @@ pub fn save_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>) -> 
             .map_err(|e| st_err(path, e))?;
         views.push((name.clone(), view));
     }
-    let bytes = safetensors::serialize(views, None).map_err(|e| st_err(path, e))?;
-    write_atomically(path, &bytes)
+    safetensors::serialize(views, metadata).map_err(|e| st_err(path, e))
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it into place.
@@ -73,7 +90,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Reads every tensor of a safetensors file; a truncated or corrupt file is an error.
 pub fn load_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| st_err(path, e))?;
+    Ok(from_safetensors_bytes(&bytes, path)?.0)
+}
+
+/// The tensors and header metadata of safetensors `bytes`; errors name `origin`.
+pub fn from_safetensors_bytes(
+    bytes: &[u8],
+    origin: &Path,
+) -> Result<(BTreeMap<String, HostTensor>, HashMap<String, String>)> {
+    let path = origin;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| st_err(path, e))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(bytes).map_err(|e| st_err(path, e))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
@@ -101,5 +129,5 @@ pub fn load_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
             .map_err(|e| st_err(path, e))?;
         out.insert(name, t);
     }
-    Ok(out)
+    Ok((out, metadata))
 }
