@@ -1,10 +1,11 @@
 //! Shared pieces of the example programs: the command-line flags every MNIST example takes,
 //! the data loading, and the train–checkpoint–report loop.
 
+pub mod collective_timing;
 pub mod infer_timing;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
-use hasten::nn::callbacks::model_checkpoint::resume_epoch;
+use hasten::nn::callbacks::model_checkpoint::resume_epoch_for;
 use hasten::prelude::*;
 use std::path::PathBuf;
 
@@ -91,15 +92,19 @@ pub fn train_on_mnist(
         .checkpoint_dir
         .as_ref()
         .filter(|d| d.join("training.json").exists());
-    let (mut model, initial_epoch) = match resume_from {
-        Some(dir) => {
-            let epoch = resume_epoch(dir)?;
-            println!("resuming from {} at epoch {}", dir.display(), epoch + 1);
-            (Sequential::load(dir)?, epoch)
-        }
-        None => (build()?, 0),
+    let mut model = match resume_from {
+        Some(dir) => Sequential::load(dir)?,
+        None => build()?,
     };
     model.set_backend(args.backend()?)?;
+    let initial_epoch = match resume_from {
+        Some(dir) => {
+            let epoch = resume_epoch_for(dir, &model)?;
+            println!("resuming from {} at epoch {}", dir.display(), epoch + 1);
+            epoch
+        }
+        None => 0,
+    };
     println!("{}", model.summary()?);
     let verbose = if args.epoch_lines {
         Verbosity::EpochLine
@@ -139,6 +144,34 @@ pub fn train_on_mnist(
     Ok(())
 }
 
+/// The reference CNN (not compiled): Conv2D(32, 3×3, relu, input 28×28) → MaxPooling2D(2×2)
+/// → Flatten → Dense(10, softmax), its weights drawn from `seed`.
+pub fn reference_cnn(seed: u64) -> Sequential {
+    let mut model = Sequential::new().seed(seed);
+    model.add(
+        Conv2D::new(32, [3, 3])
+            .activation(Activation::Relu)
+            .input_shape([28, 28]),
+    );
+    model.add(MaxPooling2D::new([2, 2]));
+    model.add(Flatten::new());
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model
+}
+
+/// The reference MLP (not compiled): Dense(128, relu, input 784) → Dense(10, softmax), its
+/// weights drawn from `seed`.
+pub fn reference_mlp(seed: u64) -> Sequential {
+    let mut model = Sequential::new().seed(seed);
+    model.add(
+        Dense::new(128)
+            .activation(Activation::Relu)
+            .input_shape([784]),
+    );
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model
+}
+
 /// Compiles `model` as the reference models are: Adam, sparse categorical cross-entropy,
 /// accuracy.
 pub fn compile_reference(mut model: Sequential) -> Result<Sequential, hasten::nn::Error> {
@@ -148,6 +181,32 @@ pub fn compile_reference(mut model: Sequential) -> Result<Sequential, hasten::nn
         &[Metric::Accuracy],
     )?;
     Ok(model)
+}
+
+/// Samples per second of `model`'s train steps on `backend` at `batch`, over 50 steps on
+/// synthetic MNIST-sized samples of shape `sample` (`[28, 28]` or `[784]`), after 50 steps
+/// that compile and warm up.
+pub fn train_throughput(
+    mut model: Sequential,
+    backend: std::sync::Arc<dyn Backend>,
+    batch: usize,
+    sample: &[usize],
+) -> Result<f64, hasten::nn::Error> {
+    let n = batch * 50;
+    let x: Vec<f32> = (0..n * 784).map(|i| (i % 255) as f32 / 255.0).collect();
+    let y: Vec<i32> = (0..n).map(|i| (i % 10) as i32).collect();
+    let shape = [&[n][..], sample].concat();
+    let (x, y) = (HostTensor::f32(shape, x)?, HostTensor::i32([n], y)?);
+    model.set_backend(backend)?;
+    let options = || {
+        FitOptions::epochs(1)
+            .batch_size(batch)
+            .verbose(Verbosity::Silent)
+    };
+    model.fit(&x, &y, options())?;
+    let start = std::time::Instant::now();
+    model.fit(&x, &y, options())?;
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// The process exit code for a program's result, printing the error if there is one.

@@ -7,6 +7,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn mpirun() -> Option<Command> {
+    mpirun_n(2)
+}
+
+/// `mpirun` for `ranks` processes, or `None` (with a message) where it is absent.
+fn mpirun_n(ranks: usize) -> Option<Command> {
     let found = Command::new("mpirun")
         .arg("--version")
         .stdout(Stdio::null())
@@ -18,7 +23,12 @@ fn mpirun() -> Option<Command> {
         return None;
     }
     let mut cmd = Command::new("mpirun");
-    cmd.args(["--allow-run-as-root", "--oversubscribe", "-n", "2"]);
+    cmd.args([
+        "--allow-run-as-root",
+        "--oversubscribe",
+        "-n",
+        &ranks.to_string(),
+    ]);
     Some(cmd)
 }
 
@@ -62,4 +72,66 @@ fn a_hanging_rank_ends_the_job_at_the_timeout() {
     let (ok, out) = run_within(cmd, Duration::from_secs(90));
     assert!(!ok, "{out}");
     assert!(out.contains("aborting the job"), "{out}");
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_within_the_timeout() {
+    let Some(mut cmd) = mpirun() else { return };
+    cmd.args(["-x", "HASTEN_TEST_KILL_RANK=1"]);
+    cmd.args([env!("CARGO_BIN_EXE_multi_worker_mlp"), "--timeout-s", "5"]);
+    cmd.args(["--epochs", "3", "--check"]);
+    let start = Instant::now();
+    let (ok, out) = run_within(cmd, Duration::from_secs(90));
+    assert!(!ok, "{out}");
+    assert!(!out.contains("multi-worker equals one device"), "{out}");
+    // Either the watchdog of the surviving rank or mpirun (seeing a rank die) ends the job.
+    let reported = out.contains("aborting the job") || out.contains("signal");
+    assert!(reported, "no error names the dead rank:\n{out}");
+    assert!(start.elapsed() < Duration::from_secs(60), "{out}");
+}
+
+#[test]
+fn a_job_resumes_with_its_rank_count_only() {
+    let dir = std::env::temp_dir().join(format!("hasten-multi-worker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir
+        .to_str()
+        .expect("a UTF-8 temporary directory")
+        .to_string();
+    let bin = env!("CARGO_BIN_EXE_multi_worker_mlp");
+    let Some(mut first) = mpirun() else { return };
+    first.args([bin, "--epochs", "1", "--checkpoint-dir", &dir_arg]);
+    let (ok, out) = run_within(first, Duration::from_secs(120));
+    assert!(ok, "{out}");
+
+    let mut other = mpirun_n(1).expect("mpirun");
+    other.args([
+        bin,
+        "--epochs",
+        "2",
+        "--resume",
+        "--checkpoint-dir",
+        &dir_arg,
+    ]);
+    let (ok, out) = run_within(other, Duration::from_secs(120));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("written by a job of 2 worker process(es)"),
+        "{out}"
+    );
+
+    let mut resumed = mpirun().expect("mpirun");
+    resumed.args([
+        bin,
+        "--epochs",
+        "2",
+        "--resume",
+        "--checkpoint-dir",
+        &dir_arg,
+        "--check",
+    ]);
+    let (ok, out) = run_within(resumed, Duration::from_secs(120));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "{out}");
+    assert!(out.contains("multi-worker equals one device"), "{out}");
 }

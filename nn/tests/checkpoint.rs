@@ -6,7 +6,7 @@ mod common;
 
 use common::{mlp_classifier, TempDir};
 use hasten_nn::callbacks::model_checkpoint::{
-    resume_epoch, Mode, ModelCheckpoint, TrainingMarker, TRAINING_FILE,
+    resume_epoch, resume_epoch_for, Mode, ModelCheckpoint, TrainingMarker, TRAINING_FILE,
 };
 use hasten_nn::checkpoint::{MODEL_FILE, OPTIMIZER_FILE, WEIGHTS_FILE};
 use hasten_nn::history::History;
@@ -279,6 +279,33 @@ fn check_resume(test: &str, build: fn() -> Sequential) {
     );
     // 72 training samples in batches of 16: 5 steps an epoch.
     assert_eq!(resumed.iterations().unwrap(), 4 * 5);
+}
+
+#[test]
+fn a_resume_checks_the_worker_count_of_the_saving_job() {
+    let tmp = TempDir::new("checkpoint", "worker_count");
+    let (x, y) = data();
+    let dir = tmp.join("ckpt");
+    let mut first = model();
+    let mut o = options(1);
+    o.callbacks.push(Box::new(ModelCheckpoint::new(&dir)));
+    first.fit(&x, &y, o).unwrap();
+    let marker = TrainingMarker::read(&dir).unwrap();
+    assert_eq!(marker.workers, 1, "one process saved it");
+    let loaded = Sequential::load(&dir).unwrap();
+    assert_eq!(resume_epoch_for(&dir, &loaded).unwrap(), 1);
+
+    // A marker from before the field existed reads as one worker.
+    edit_json(&dir.join(TRAINING_FILE), |v| {
+        v.as_object_mut().unwrap().remove("workers");
+    });
+    assert_eq!(resume_epoch_for(&dir, &loaded).unwrap(), 1);
+
+    edit_json(&dir.join(TRAINING_FILE), |v| v["workers"] = 4.into());
+    let e = expect_err(resume_epoch_for(&dir, &loaded));
+    let text = e.to_string();
+    assert!(text.contains("a job of 4 worker process(es)"), "{text}");
+    assert!(text.contains("runs 1"), "{text}");
 }
 
 #[test]

@@ -155,6 +155,11 @@ impl MultiWorker {
         self.comm.size
     }
 
+    /// The communicator its steps all-reduce through (for benchmarks and custom collectives).
+    pub fn communicator(&self) -> Arc<dyn Communicator> {
+        Arc::clone(&self.comm) as Arc<dyn Communicator>
+    }
+
     /// Whether this is rank 0, the one that prints and writes checkpoints.
     pub fn is_chief(&self) -> bool {
         self.comm.rank == 0
@@ -204,6 +209,10 @@ impl Backend for MultiWorker {
 
     fn uses_host_cores(&self) -> bool {
         true
+    }
+
+    fn workers(&self) -> usize {
+        self.size()
     }
 }
 

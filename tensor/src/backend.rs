@@ -20,6 +20,13 @@ pub trait Backend: Send + Sync {
     fn uses_host_cores(&self) -> bool {
         false
     }
+
+    /// How many processes train one model together through this backend (1 unless it spans
+    /// processes, as a data-parallel job over MPI does). Checkpoints record it, so a job resumes
+    /// only with the same number of processes.
+    fn workers(&self) -> usize {
+        1
+    }
 }
 
 /// A compiled graph with its state.

@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use hasten::prelude::*;
-use hasten_examples::{compile_reference, exit_code, mnist};
+use hasten_examples::{compile_reference, exit_code, mnist, reference_cnn};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,24 +27,11 @@ struct Args {
     seed: u64,
 }
 
-fn cnn(seed: u64) -> Sequential {
-    let mut model = Sequential::new().seed(seed);
-    model.add(
-        Conv2D::new(32, [3, 3])
-            .activation(Activation::Relu)
-            .input_shape([28, 28]),
-    );
-    model.add(MaxPooling2D::new([2, 2]));
-    model.add(Flatten::new());
-    model.add(Dense::new(10).activation(Activation::Softmax));
-    model
-}
-
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let (x_train, y_train, x_test, y_test) = mnist()?;
     // strategy = tf.distribute.MirroredStrategy(); with strategy.scope(): model = ...
     let strategy = Arc::new(Mirrored::cpu(args.replicas)?);
-    let mut model = cnn(args.seed);
+    let mut model = reference_cnn(args.seed);
     model.set_backend(strategy)?;
     let mut model = compile_reference(model)?;
     let options = FitOptions::epochs(args.epochs)

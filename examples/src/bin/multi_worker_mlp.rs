@@ -8,10 +8,16 @@
 //! Every rank holds the same data and takes its share of each global batch; rank 0 prints the
 //! epochs, writes the checkpoint (`--checkpoint-dir`) and, with `--check`, also trains the
 //! model on one CPU backend and compares every state tensor (within 1e-5 of its largest
-//! magnitude). `HASTEN_TEST_HANG_RANK=r` makes rank r hang before training, to show the
-//! timeout ending the job.
+//! magnitude). With `--checkpoint-dir` rank 0 saves a checkpoint after every epoch; `--resume`
+//! continues from it (with the same number of ranks: another count is an error).
+//!
+//! Fault injection for the tests: `HASTEN_TEST_HANG_RANK=r` makes rank r hang before training,
+//! to show the timeout ending the job; `HASTEN_TEST_KILL_RANK=r` makes rank r kill itself
+//! (`SIGKILL`) after its fifth batch, to show a dead rank ending the job.
 
 use clap::Parser;
+use hasten::nn::callbacks::model_checkpoint::resume_epoch_for;
+use hasten::nn::callbacks::{Callback, Control};
 use hasten::parallel::MultiWorker;
 use hasten::prelude::*;
 use hasten_examples::{compile_reference, exit_code};
@@ -31,9 +37,12 @@ struct Args {
     /// Seconds a step may wait for the other ranks before the job is aborted.
     #[arg(long, default_value_t = 60.0)]
     timeout_s: f64,
-    /// Rank 0 saves the model here after training.
+    /// Rank 0 saves a checkpoint here after every epoch.
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
+    /// Resume from the checkpoint in `--checkpoint-dir`.
+    #[arg(long, requires = "checkpoint_dir")]
+    resume: bool,
     /// Rank 0 also trains on one CPU backend and compares the weights.
     #[arg(long)]
     check: bool,
@@ -59,19 +68,57 @@ fn data(n: usize) -> Result<(HostTensor, HostTensor), Box<dyn std::error::Error>
     Ok((HostTensor::f32([n, 784], x)?, HostTensor::i32([n], y)?))
 }
 
-fn train(model: &mut Sequential, data: &(HostTensor, HostTensor), args: &Args, loud: bool) {
-    let verbosity = if loud {
+/// Kills this process with `SIGKILL` after the given batch: a rank dying mid-fit.
+struct KillAfter(usize);
+
+impl Callback for KillAfter {
+    fn on_batch_end(
+        &mut self,
+        batch: usize,
+        _loss: f32,
+        _ctx: &mut Control<'_>,
+    ) -> hasten::nn::Result<()> {
+        if batch + 1 == self.0 {
+            let pid = std::process::id().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+            std::process::abort();
+        }
+        Ok(())
+    }
+}
+
+/// Whether the fault-injection variable `var` names this rank.
+fn injected(var: &str, rank: usize) -> bool {
+    std::env::var(var).ok() == Some(rank.to_string())
+}
+
+/// Fits `args.epochs` epochs from `initial_epoch`; rank 0 (`chief`) prints and checkpoints.
+fn train(
+    model: &mut Sequential,
+    data: &(HostTensor, HostTensor),
+    args: &Args,
+    initial_epoch: usize,
+    rank: Option<usize>,
+) -> hasten::nn::Result<()> {
+    let chief = rank == Some(0);
+    let verbosity = if chief {
         Verbosity::EpochLine
     } else {
         Verbosity::Silent
     };
-    let options = FitOptions::epochs(args.epochs)
+    let mut options = FitOptions::epochs(args.epochs)
         .batch_size(args.batch_size)
+        .initial_epoch(initial_epoch)
         .verbose(verbosity);
-    if let Err(e) = model.fit(&data.0, &data.1, options) {
-        eprintln!("fit failed: {e}");
-        std::process::exit(1);
+    if let (true, Some(dir)) = (chief, &args.checkpoint_dir) {
+        options = options.callback(ModelCheckpoint::new(dir));
     }
+    if rank.is_some_and(|r| injected("HASTEN_TEST_KILL_RANK", r)) {
+        options = options.callback(KillAfter(5));
+    }
+    model.fit(&data.0, &data.1, options).map(|_| ())
 }
 
 fn largest_difference(a: &mut Sequential, b: &mut Sequential) -> Result<f32, hasten::nn::Error> {
@@ -87,26 +134,41 @@ fn largest_difference(a: &mut Sequential, b: &mut Sequential) -> Result<f32, has
     Ok(worst)
 }
 
+/// This rank's model: the checkpoint's with `--resume`, else a fresh one; with the epoch to
+/// start from.
+fn model_on(
+    worker: Arc<dyn Backend>,
+    args: &Args,
+) -> Result<(Sequential, usize), Box<dyn std::error::Error>> {
+    match (&args.checkpoint_dir, args.resume) {
+        (Some(dir), true) => {
+            let mut model = Sequential::load(dir)?;
+            model.set_backend(worker)?;
+            let epoch = resume_epoch_for(dir, &model)?;
+            Ok((model, epoch))
+        }
+        _ => {
+            let mut model = mlp()?;
+            model.set_backend(worker)?;
+            Ok((model, 0))
+        }
+    }
+}
+
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let worker = MultiWorker::init(Duration::from_secs_f64(args.timeout_s))?;
-    if std::env::var("HASTEN_TEST_HANG_RANK").ok() == Some(worker.rank().to_string()) {
+    let (rank, size, chief) = (worker.rank(), worker.size(), worker.is_chief());
+    if injected("HASTEN_TEST_HANG_RANK", rank) {
         loop {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
-    let (rank, size, chief) = (worker.rank(), worker.size(), worker.is_chief());
     let data = data(20 * args.batch_size)?;
-    let mut model = mlp()?;
-    model.set_backend(Arc::new(worker))?;
-    train(&mut model, &data, args, chief);
-    if chief {
-        if let Some(dir) = &args.checkpoint_dir {
-            model.save(dir)?;
-        }
-    }
+    let (mut model, initial_epoch) = model_on(Arc::new(worker), args)?;
+    train(&mut model, &data, args, initial_epoch, Some(rank))?;
     if args.check && chief {
         let mut reference = mlp()?;
-        train(&mut reference, &data, args, false);
+        train(&mut reference, &data, args, 0, None)?;
         let worst = largest_difference(&mut model, &mut reference)?;
         println!("{size} ranks vs one device: largest relative difference {worst:e}");
         if worst > 1e-5 {

@@ -31,6 +31,14 @@ pub struct TrainingMarker {
     pub best: Option<f64>,
     /// The logs of the saved epoch (`null` for non-finite values).
     pub logs: BTreeMap<String, Option<f64>>,
+    /// The processes that trained together ([`hasten_tensor::Backend::workers`]; 1 in markers
+    /// written before this field existed).
+    #[serde(default = "one_worker")]
+    pub workers: usize,
+}
+
+fn one_worker() -> usize {
+    1
 }
 
 impl TrainingMarker {
@@ -73,6 +81,27 @@ impl TrainingMarker {
 /// ```
 pub fn resume_epoch(dir: impl AsRef<Path>) -> Result<usize> {
     Ok(TrainingMarker::read(dir)?.initial_epoch)
+}
+
+/// The `initial_epoch` to resume `model` from with the checkpoint in `dir`, like
+/// [`resume_epoch`], after checking that the job saving it had as many processes as `model`'s
+/// backend ([`hasten_tensor::Backend::workers`]): a data-parallel job resumes only with the
+/// process count it was saved with, since each process reads its own share of every batch.
+/// A different count is [`Error::Config`] naming both.
+pub fn resume_epoch_for(dir: impl AsRef<Path>, model: &crate::Sequential) -> Result<usize> {
+    let dir = dir.as_ref();
+    let marker = TrainingMarker::read(dir)?;
+    let workers = model.backend().workers();
+    if marker.workers != workers {
+        return Err(Error::config(format!(
+            "the checkpoint in {} was written by a job of {} worker process(es), but this model's \
+             backend runs {workers}: resume it with {} process(es)",
+            dir.display(),
+            marker.workers,
+            marker.workers
+        )));
+    }
+    Ok(marker.initial_epoch)
 }
 
 /// Saves the model at the end of epochs (Keras's `ModelCheckpoint`).
@@ -210,6 +239,7 @@ impl Callback for ModelCheckpoint {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.is_finite().then_some(*v)))
                 .collect(),
+            workers: ctx.model.backend().workers(),
         };
         let json = serde_json::to_vec_pretty(&marker)
             .map_err(|e| Error::config(format!("cannot serialise {TRAINING_FILE}: {e}")))?;

@@ -144,6 +144,11 @@ impl Sequential {
         self.seed
     }
 
+    /// The backend the model runs on.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     /// Runs the model on another backend from now on, keeping its weights.
     pub fn set_backend(&mut self, backend: Arc<dyn Backend>) -> Result<()> {
         let state = match self.runtime.as_mut() {
