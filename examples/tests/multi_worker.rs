@@ -57,18 +57,24 @@ fn run_within(mut cmd: Command, limit: Duration) -> (bool, String) {
 
 #[test]
 fn two_ranks_train_as_one_device() {
-    let Some(mut cmd) = mpirun() else { return };
-    cmd.args([env!("CARGO_BIN_EXE_multi_worker_mlp"), "--check"]);
-    let (ok, out) = run_within(cmd, Duration::from_secs(120));
-    assert!(ok, "{out}");
-    assert!(out.contains("multi-worker equals one device"), "{out}");
+    for model in ["mlp", "cnn", "dropout", "batchnorm"] {
+        let Some(mut cmd) = mpirun() else { return };
+        cmd.args([env!("CARGO_BIN_EXE_multi_worker_check"), "--check"]);
+        cmd.args(["--model", model]);
+        let (ok, out) = run_within(cmd, Duration::from_secs(120));
+        assert!(ok, "{model}: {out}");
+        assert!(
+            out.contains("multi-worker equals one device"),
+            "{model}: {out}"
+        );
+    }
 }
 
 #[test]
 fn a_hanging_rank_ends_the_job_at_the_timeout() {
     let Some(mut cmd) = mpirun() else { return };
     cmd.args(["-x", "HASTEN_TEST_HANG_RANK=1"]);
-    cmd.args([env!("CARGO_BIN_EXE_multi_worker_mlp"), "--timeout-s", "2"]);
+    cmd.args([env!("CARGO_BIN_EXE_multi_worker_check"), "--timeout-s", "2"]);
     let (ok, out) = run_within(cmd, Duration::from_secs(90));
     assert!(!ok, "{out}");
     assert!(out.contains("aborting the job"), "{out}");
@@ -78,7 +84,7 @@ fn a_hanging_rank_ends_the_job_at_the_timeout() {
 fn a_killed_rank_ends_the_job_within_the_timeout() {
     let Some(mut cmd) = mpirun() else { return };
     cmd.args(["-x", "HASTEN_TEST_KILL_RANK=1"]);
-    cmd.args([env!("CARGO_BIN_EXE_multi_worker_mlp"), "--timeout-s", "5"]);
+    cmd.args([env!("CARGO_BIN_EXE_multi_worker_check"), "--timeout-s", "5"]);
     cmd.args(["--epochs", "3", "--check"]);
     let start = Instant::now();
     let (ok, out) = run_within(cmd, Duration::from_secs(90));
@@ -98,7 +104,7 @@ fn a_job_resumes_with_its_rank_count_only() {
         .to_str()
         .expect("a UTF-8 temporary directory")
         .to_string();
-    let bin = env!("CARGO_BIN_EXE_multi_worker_mlp");
+    let bin = env!("CARGO_BIN_EXE_multi_worker_check");
     let Some(mut first) = mpirun() else { return };
     first.args([bin, "--epochs", "1", "--checkpoint-dir", &dir_arg]);
     let (ok, out) = run_within(first, Duration::from_secs(120));

@@ -1,8 +1,10 @@
-//! The reference MLP trained by N processes over MPI (`MultiWorker`), on synthetic data:
+//! A model trained by N processes over MPI (`MultiWorker`), on synthetic data, checked against
+//! one device (`--model mlp|cnn|dropout|batchnorm`: the reference MLP and CNN, the MLP with
+//! Dropout(0.5), a CNN with two BatchNormalization layers):
 //!
 //! ```sh
-//! cargo build --release -p hasten-examples --features mpi --bin multi_worker_mlp
-//! mpirun -n 2 target/release/multi_worker_mlp --check
+//! cargo build --release -p hasten-examples --features mpi --bin multi_worker_check
+//! mpirun -n 2 target/release/multi_worker_check --check
 //! ```
 //!
 //! Every rank holds the same data and takes its share of each global batch; rank 0 prints the
@@ -20,7 +22,7 @@ use hasten::nn::callbacks::model_checkpoint::resume_epoch_for;
 use hasten::nn::callbacks::{Callback, Control};
 use hasten::parallel::MultiWorker;
 use hasten::prelude::*;
-use hasten_examples::{compile_reference, exit_code};
+use hasten_examples::{compile_reference, exit_code, reference_cnn, reference_mlp};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,26 +48,65 @@ struct Args {
     /// Rank 0 also trains on one CPU backend and compares the weights.
     #[arg(long)]
     check: bool,
+    /// The model: `mlp`, `cnn`, `dropout` (MLP with Dropout(0.5)) or `batchnorm` (the
+    /// data-parallel tests' CNN on 12×12 inputs with two BatchNormalization layers, trained with
+    /// SGD and momentum).
+    #[arg(long, default_value = "mlp")]
+    model: String,
 }
 
-fn mlp() -> Result<Sequential, hasten::nn::Error> {
-    let mut model = Sequential::new().seed(7);
-    model.add(
-        Dense::new(128)
-            .activation(Activation::Relu)
-            .input_shape([784]),
-    );
-    model.add(Dense::new(10).activation(Activation::Softmax));
-    compile_reference(model)
+/// The model `--model` names, compiled, and the shape of one of its samples.
+fn build(name: &str) -> Result<(Sequential, Vec<usize>), Box<dyn std::error::Error>> {
+    let dense = |units| Dense::new(units).activation(Activation::Relu);
+    let softmax = || Dense::new(10).activation(Activation::Softmax);
+    Ok(match name {
+        "mlp" => (compile_reference(reference_mlp(7))?, vec![784]),
+        "cnn" => (compile_reference(reference_cnn(7))?, vec![28, 28]),
+        "dropout" => {
+            let model = Sequential::new()
+                .seed(7)
+                .with(dense(128).input_shape([784]))
+                .with(Dropout::new(0.5))
+                .with(softmax());
+            (compile_reference(model)?, vec![784])
+        }
+        "batchnorm" => {
+            let conv = Conv2D::new(8, [3, 3]).activation(Activation::Relu);
+            let mut model = Sequential::new()
+                .seed(7)
+                .with(conv.input_shape([12, 12]))
+                .with(BatchNormalization::new().momentum(0.9))
+                .with(Flatten::new())
+                .with(dense(16))
+                .with(BatchNormalization::new())
+                .with(softmax());
+            // SGD: see docs/ARCHITECTURE.md ("Data parallel") for why not Adam with BN.
+            let sgd = Sgd::new(0.01).momentum(0.9);
+            model.compile(
+                sgd,
+                Loss::sparse_categorical_crossentropy(),
+                &[Metric::Accuracy],
+            )?;
+            (model, vec![12, 12])
+        }
+        other => {
+            return Err(format!("unknown --model {other:?}: mlp, cnn, dropout, batchnorm").into())
+        }
+    })
 }
 
-/// Deterministic inputs in [0, 1) and labels, the same on every rank.
-fn data(n: usize) -> Result<(HostTensor, HostTensor), Box<dyn std::error::Error>> {
-    let x = (0..n * 784)
+/// Deterministic inputs in [0, 1) of `n` samples of shape `sample`, and labels, the same on
+/// every rank.
+fn data(
+    n: usize,
+    sample: &[usize],
+) -> Result<(HostTensor, HostTensor), Box<dyn std::error::Error>> {
+    let x = (0..n * sample.iter().product::<usize>())
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
         .collect();
     let y = (0..n).map(|i| ((i * 31) % 10) as i32).collect();
-    Ok((HostTensor::f32([n, 784], x)?, HostTensor::i32([n], y)?))
+    let shape = [&[n][..], sample].concat();
+    Ok((HostTensor::f32(shape, x)?, HostTensor::i32([n], y)?))
 }
 
 /// Kills this process with `SIGKILL` after the given batch: a rank dying mid-fit.
@@ -121,14 +162,21 @@ fn train(
     model.fit(&data.0, &data.1, options).map(|_| ())
 }
 
-fn largest_difference(a: &mut Sequential, b: &mut Sequential) -> Result<f32, hasten::nn::Error> {
+/// The largest difference between the two models' state tensors, relative to the largest
+/// magnitude of each, and the tensor it is in.
+fn largest_difference(
+    a: &mut Sequential,
+    b: &mut Sequential,
+) -> Result<(f32, String), hasten::nn::Error> {
     let (a, b) = (a.get_state()?, b.get_state()?);
-    let mut worst = 0f32;
+    let mut worst = (0f32, String::new());
     for (name, x) in &a {
         if let (Ok(x), Ok(y)) = (x.as_f32(), b[name].as_f32()) {
             let scale = y.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
             let diff = x.iter().zip(y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            worst = worst.max(diff / scale);
+            if diff / scale > worst.0 {
+                worst = (diff / scale, name.clone());
+            }
         }
     }
     Ok(worst)
@@ -148,7 +196,7 @@ fn model_on(
             Ok((model, epoch))
         }
         _ => {
-            let mut model = mlp()?;
+            let mut model = build(&args.model)?.0;
             model.set_backend(worker)?;
             Ok((model, 0))
         }
@@ -163,14 +211,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
-    let data = data(20 * args.batch_size)?;
+    let data = data(20 * args.batch_size, &build(&args.model)?.1)?;
     let (mut model, initial_epoch) = model_on(Arc::new(worker), args)?;
     train(&mut model, &data, args, initial_epoch, Some(rank))?;
     if args.check && chief {
-        let mut reference = mlp()?;
+        let mut reference = build(&args.model)?.0;
         train(&mut reference, &data, args, 0, None)?;
-        let worst = largest_difference(&mut model, &mut reference)?;
-        println!("{size} ranks vs one device: largest relative difference {worst:e}");
+        let (worst, tensor) = largest_difference(&mut model, &mut reference)?;
+        println!("{size} ranks vs one device: largest relative difference {worst:e} ({tensor})");
         if worst > 1e-5 {
             return Err(format!("rank {rank}: the ranks' model differs from one device's").into());
         }
