@@ -1,8 +1,8 @@
 //! The executable of a [`crate::Mirrored`] strategy: one executable per replica, run together.
 
-use crate::rows::{check_lengths, input_splits, shard_inputs, InputSplit};
-use crate::split::Shard;
 use crate::threads::ThreadGroup;
+use hasten_tensor::shard::Shard;
+use hasten_tensor::shard::{check_lengths, input_splits, shard_inputs, InputSplit};
 use hasten_tensor::{Error, Executable, Graph, HostData, HostSlice, HostTensor, Result, Shape};
 use std::sync::{Arc, Mutex};
 

@@ -16,27 +16,24 @@
 //!
 //! - [`Mirrored`]: replicas in one process (CPU threads over shared memory, or any backends
 //!   given a communicator);
-//! - [`shard_graph`]: the graph transform from a whole-batch step to one replica's step;
+//! - [`shard_graph`]: the graph transform from a whole-batch step to one replica's step (it
+//!   lives in `hasten_tensor::shard`, so that any backend can replicate a step);
 //! - [`ThreadGroup`]: the shared-memory communicator;
 //! - `MultiWorker` (feature `mpi`): one process per rank over MPI.
 
 mod barrier;
-mod bucket;
 mod executable;
 mod mirrored;
 #[cfg(feature = "mpi")]
 mod mpi;
-mod rows;
-pub mod shard;
-mod split;
 mod threads;
 #[cfg(feature = "mpi")]
 mod watchdog;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::{MpiCommunicator, MultiWorker};
-pub use bucket::BUCKET_BYTES;
+pub use hasten_tensor::shard::{
+    global_batch, shard_graph, split_batch, Shard, Sharded, BUCKET_BYTES,
+};
 pub use mirrored::Mirrored;
-pub use shard::{global_batch, shard_graph, Sharded};
-pub use split::{split_batch, Shard};
 pub use threads::{ThreadCommunicator, ThreadGroup};

@@ -1,15 +1,15 @@
 //! `Mirrored`: data-parallel training on replicas in one process, itself a [`Backend`].
 //!
 //! Compiling a graph built for a global batch `B` compiles, on each replica, that replica's
-//! share of it (see [`crate::shard`]); a step splits the batched inputs by rows, runs every
+//! share of it (see [`hasten_tensor::shard`]); a step splits the batched inputs by rows, runs every
 //! replica on its own thread at once (their all-reduces meet in the group's communicator), and
 //! joins the replicas' per-sample outputs (predictions) in row order. The loss, the metrics
 //! and the state are the same on every replica and are read from the first.
 
 use crate::executable::MirroredExecutable;
-use crate::shard::{global_batch, shard_graph, Sharded};
-use crate::split::{split_batch, Shard};
 use crate::threads::ThreadGroup;
+use hasten_tensor::shard::{global_batch, shard_graph, Sharded};
+use hasten_tensor::shard::{split_batch, Shard};
 use hasten_tensor::{Backend, Communicator, CpuBackend, Error, Executable, Graph, Result};
 use std::sync::{Arc, Mutex};
 

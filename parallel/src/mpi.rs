@@ -10,10 +10,10 @@
 //! an all-reduce: a step (or state broadcast) that runs longer than the timeout aborts the
 //! whole job with a message.
 
-use crate::rows::{check_lengths, input_splits, shard_inputs, InputSplit};
-use crate::shard::{global_batch, shard_graph};
-use crate::split::{split_batch, Shard};
 use crate::watchdog::Watchdog;
+use hasten_tensor::shard::{check_lengths, input_splits, shard_inputs, InputSplit};
+use hasten_tensor::shard::{global_batch, shard_graph};
+use hasten_tensor::shard::{split_batch, Shard};
 use hasten_tensor::{
     AllReduceOp, Backend, Communicator, CpuBackend, Error, Executable, Graph, HostSlice,
     HostTensor, Result, Shape,

@@ -31,6 +31,7 @@ pub mod io;
 pub mod ir;
 pub mod passes;
 mod shape;
+pub mod shard;
 
 pub use autodiff::grad;
 pub use backend::{Backend, Executable};

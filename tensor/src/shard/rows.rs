@@ -1,11 +1,11 @@
 //! Row slices of step inputs: a replica's or a worker's share of the global batch.
 
-use crate::split::Shard;
-use hasten_tensor::{Error, Graph, HostSlice, Result, Shape};
+use super::split::Shard;
+use crate::{Error, Graph, HostSlice, Result, Shape};
 
 /// An input of the global step: its elements per row, if it is split between replicas.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct InputSplit {
+pub struct InputSplit {
     /// Elements per row, for an input cut by rows; `None` for one fed whole.
     pub row: Option<usize>,
     /// Elements of the whole input.
@@ -13,10 +13,7 @@ pub(crate) struct InputSplit {
 }
 
 /// How each input of `graph` is split when its global batch is `batch`.
-pub(crate) fn input_splits(
-    graph: &Graph,
-    batch: Option<usize>,
-) -> Result<Vec<(String, InputSplit)>> {
+pub fn input_splits(graph: &Graph, batch: Option<usize>) -> Result<Vec<(String, InputSplit)>> {
     let mut splits = Vec::new();
     for (name, id) in graph.inputs() {
         let dims = graph.shape(id)?.dims();
@@ -33,7 +30,7 @@ pub(crate) fn input_splits(
 }
 
 /// Checks that each input has its declared element count.
-pub(crate) fn check_lengths(
+pub fn check_lengths(
     inputs: &[HostSlice<'_>],
     splits: &[InputSplit],
     names: &[String],
@@ -59,7 +56,7 @@ pub(crate) fn check_lengths(
 }
 
 /// The inputs of the replica holding `shard`: its rows of the split inputs, the others whole.
-pub(crate) fn shard_inputs<'a>(
+pub fn shard_inputs<'a>(
     inputs: &[HostSlice<'a>],
     splits: &[InputSplit],
     shard: Option<Shard>,

@@ -16,10 +16,17 @@
 //! draw such as dropout's mask, a broadcast zero in a gradient) is cut to this replica's rows
 //! where it meets batched values, so random masks keep their one-device, index-keyed values.
 
-use crate::bucket::Bucket;
-use crate::split::Shard;
-use hasten_tensor::ir::{Node, Op, ReduceOp};
-use hasten_tensor::{AllReduceOp, Error, Graph, NodeId, Result};
+mod bucket;
+mod rows;
+mod split;
+
+pub use bucket::BUCKET_BYTES;
+pub use rows::{check_lengths, input_splits, shard_inputs, InputSplit};
+pub use split::{split_batch, Shard};
+
+use crate::ir::{Node, Op, ReduceOp};
+use crate::{AllReduceOp, Error, Graph, NodeId, Result};
+use bucket::Bucket;
 use std::collections::HashMap;
 
 /// One replica's graph.

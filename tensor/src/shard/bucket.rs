@@ -8,7 +8,7 @@
 //! whole backward pass, so buckets fill in backward order (last layer first), as PyTorch's
 //! DDP fills them. Elementwise sums are unchanged by packing, so results are bitwise the same.
 
-use hasten_tensor::{AllReduceOp, Graph, NodeId, Result};
+use crate::{AllReduceOp, Graph, NodeId, Result};
 
 /// How many bytes of partial sums a bucket gathers before it is all-reduced.
 pub const BUCKET_BYTES: usize = 4 << 20;

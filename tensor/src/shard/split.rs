@@ -1,6 +1,6 @@
 //! How a global batch is split between replicas.
 
-use hasten_tensor::{Error, Result};
+use crate::{Error, Result};
 
 /// One replica's rows of the global batch: `offset..offset + rows`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
