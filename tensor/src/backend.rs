@@ -27,6 +27,18 @@ pub trait Backend: Send + Sync {
     fn workers(&self) -> usize {
         1
     }
+
+    /// Compiles `steps` steps of `graph` into one executable (Keras's `steps_per_execution`):
+    /// each input is given as `steps` batches stacked on a new leading axis, step i reads
+    /// batch i, and each output comes back stacked the same way. By default the one-step
+    /// executable runs `steps` times per call ([`crate::repeat::RepeatedExecutable`]); a
+    /// backend that can loop on its device runs them in one launch.
+    fn compile_steps(&self, graph: &Graph, steps: usize) -> Result<Box<dyn Executable>> {
+        let one = self.compile(graph)?;
+        Ok(Box::new(crate::repeat::RepeatedExecutable::new(
+            one, steps,
+        )?))
+    }
 }
 
 /// A compiled graph with its state.

@@ -78,6 +78,33 @@ impl HostData {
 }
 
 impl<'a> HostSlice<'a> {
+    /// Elements `start..start + len` (panics when out of range, as slicing does).
+    pub fn range(&self, start: usize, len: usize) -> HostSlice<'a> {
+        let r = start..start + len;
+        match *self {
+            HostSlice::F32(v) => HostSlice::F32(&v[r]),
+            HostSlice::I32(v) => HostSlice::I32(&v[r]),
+            HostSlice::U8(v) => HostSlice::U8(&v[r]),
+            HostSlice::Bool(v) => HostSlice::Bool(&v[r]),
+        }
+    }
+
+    /// Appends these elements to `data`, which must have the same dtype.
+    pub fn append_to(&self, data: &mut HostData) -> Result<()> {
+        match (*self, data) {
+            (HostSlice::F32(v), HostData::F32(d)) => d.extend_from_slice(v),
+            (HostSlice::I32(v), HostData::I32(d)) => d.extend_from_slice(v),
+            (HostSlice::U8(v), HostData::U8(d)) => d.extend_from_slice(v),
+            (HostSlice::Bool(v), HostData::Bool(d)) => d.extend_from_slice(v),
+            (v, d) => {
+                return Err(Error::InvalidArgument {
+                    op: "append",
+                    detail: format!("{} elements appended to {} data", v.dtype(), d.dtype()),
+                })
+            }
+        }
+        Ok(())
+    }
     /// The dtype of the elements.
     pub fn dtype(&self) -> DType {
         match self {

@@ -30,6 +30,7 @@ pub mod host;
 pub mod io;
 pub mod ir;
 pub mod passes;
+pub mod repeat;
 mod shape;
 pub mod shard;
 

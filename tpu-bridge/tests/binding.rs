@@ -63,7 +63,7 @@ fn the_plugin_reports_its_device_and_rejects_bad_programs_with_its_message() {
     let plugin = hasten_tpu::pjrt::Plugin::load(Some(&path)).unwrap();
     let client = hasten_tpu::pjrt::Client::new(plugin).unwrap();
     let e = client
-        .compile("module { this is not mlir }")
+        .compile("module { this is not mlir }", 1)
         .err()
         .unwrap()
         .to_string();

@@ -100,3 +100,57 @@ fn zero_steps_and_unstacked_inputs_are_refused() {
         .to_string();
     assert!(e.contains("x: expected f32 [3, 4, 3]"), "{e}");
 }
+
+/// `fit` with `steps_per_execution(k)` on the plugin (k steps in one `stablehlo.while`)
+/// against one step per execution on the plugin: the history and the final state.
+#[test]
+fn fit_with_steps_per_execution_matches_one_step_per_execution() {
+    use hasten_nn::prelude::*;
+    let Some(path) = common::plugin_path() else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(9);
+    let n = 8 * 16 + 5; // 8 full batches and a partial one
+    let x: Vec<f32> = (0..n * 20).map(|_| rng.random_range(0.0..1.0)).collect();
+    let y: Vec<i32> = (0..n).map(|_| rng.random_range(0..4)).collect();
+    let (x, y) = (
+        HostTensor::f32([n, 20], x).unwrap(),
+        HostTensor::i32([n], y).unwrap(),
+    );
+    let train = |steps: usize| {
+        let mut model = Sequential::new()
+            .seed(2)
+            .with(
+                Dense::new(16)
+                    .activation(Activation::Relu)
+                    .input_shape([20]),
+            )
+            .with(Dense::new(4).activation(Activation::Softmax));
+        let backend = hasten_tpu::PjrtBackend::new(Some(&path)).expect("the test plugin loads");
+        model.set_backend(std::sync::Arc::new(backend)).unwrap();
+        model
+            .compile(
+                Adam::default(),
+                Loss::sparse_categorical_crossentropy(),
+                &[Metric::Accuracy],
+            )
+            .unwrap();
+        let options = FitOptions::epochs(2)
+            .batch_size(16)
+            .verbose(Verbosity::Silent)
+            .steps_per_execution(steps);
+        let history = model.fit(&x, &y, options).unwrap();
+        (
+            history.get("loss").unwrap().to_vec(),
+            model.get_state().unwrap(),
+        )
+    };
+    let (one_loss, one_state) = train(1);
+    let (k_loss, k_state) = train(4);
+    for (a, b) in k_loss.iter().zip(&one_loss) {
+        assert!((a - b).abs() <= 1e-5 * b.abs(), "loss {a} against {b}");
+    }
+    for (name, want) in &one_state {
+        common::same(&k_state[name], want, 1e-5).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

@@ -2,8 +2,10 @@
 
 use super::graphs::LEARNING_RATE;
 use super::runtime::Mode;
+use super::sequential::Built;
 use super::sequential::{Dataset, Labels, Sequential, Sums};
 use crate::callbacks::{Callback, Control};
+use crate::data::batches::Batch;
 use crate::data::BatchIterator;
 use crate::history::History;
 use crate::{Error, Result};
@@ -47,6 +49,13 @@ pub struct FitOptions {
     pub callbacks: Vec<Box<dyn Callback>>,
     /// Refuse training and validation inputs holding NaN or infinities, before any step.
     pub check_finite: bool,
+    /// Steps run by one call into the backend (Keras's `steps_per_execution`): that many
+    /// full batches are handed over together and trained one after the other, which lets a
+    /// device backend loop without returning to the host (see
+    /// [`hasten_tensor::Backend::compile_steps`]). Results equal one step per execution,
+    /// except that a learning-rate schedule and layer maintenance (pruning masks) are
+    /// applied at execution boundaries; callbacks still see every batch.
+    pub steps_per_execution: usize,
 }
 
 impl Default for FitOptions {
@@ -62,6 +71,7 @@ impl Default for FitOptions {
             verbose: Verbosity::Auto,
             callbacks: Vec::new(),
             check_finite: true,
+            steps_per_execution: 1,
         }
     }
 }
@@ -123,6 +133,12 @@ impl FitOptions {
     /// steps and their losses (where `TerminateOnNaN` can stop the run).
     pub fn check_finite(mut self, on: bool) -> Self {
         self.check_finite = on;
+        self
+    }
+
+    /// Steps per call into the backend (at least 1); see [`FitOptions::steps_per_execution`].
+    pub fn steps_per_execution(mut self, steps: usize) -> Self {
+        self.steps_per_execution = steps;
         self
     }
 
@@ -195,6 +211,14 @@ impl Sequential {
         let mut callbacks = std::mem::take(&mut options.callbacks);
         let mut stop = false;
         let mut step = self.iterations()?;
+        let k = options.steps_per_execution;
+        if k == 0 {
+            return Err(Error::BadData(
+                "steps_per_execution must be at least 1".into(),
+            ));
+        }
+        let dense = matches!(train.labels, Labels::Dense { .. });
+        let mut stack = Stack::default();
         for cb in &mut callbacks {
             cb.on_train_begin(&mut Control::new(self, &mut stop))?;
         }
@@ -211,37 +235,52 @@ impl Sequential {
             let started = Instant::now();
             let training = self.training.as_ref().ok_or(Error::NotCompiled)?;
             let mut sums = Sums::new(&training.metrics);
-            let batches = iterator.epoch(epoch as u64);
-            for (b, batch) in batches.enumerate() {
-                let n = batch.len;
-                let y_slice = match &train.labels {
-                    Labels::Dense { .. } => HostSlice::F32(&batch.targets),
-                    _ => HostSlice::I32(&batch.y),
+            let mut batches = iterator.epoch(epoch as u64);
+            let mut group = Vec::with_capacity(k);
+            let mut b = 0;
+            while !stop {
+                let next = batches.next();
+                let full = next.as_ref().is_some_and(|x| x.len == options.batch_size);
+                let end = next.is_none();
+                group.extend(next);
+                if full && group.len() < k {
+                    continue;
+                }
+                // k full batches go together; anything else (a short last group, a partial
+                // batch) one step at a time.
+                let runs = if full && group.len() == k {
+                    vec![k]
+                } else {
+                    vec![1; group.len()]
                 };
-                self.maintain_layers(step)?;
-                let loss = self.with_runtime(|model, rt| {
-                    let t = model.training.as_ref().ok_or(Error::NotCompiled)?;
-                    let exe = rt.activate((Mode::Train, n), true, || {
-                        model.train_graph(&built, n, t.optimizer.as_ref(), &t.loss, &t.metrics)
-                    })?;
-                    if let Some(schedule) = &t.schedule {
-                        exe.write_state(LEARNING_RATE, HostSlice::F32(&[schedule.rate(step)]))?;
+                let mut first = 0;
+                for len in runs {
+                    let part = &group[first..first + len];
+                    first += len;
+                    self.maintain_layers(step)?;
+                    let losses =
+                        self.train_group(part, &built, &mut stack, &mut sums, step, dense)?;
+                    for loss in losses {
+                        step += 1;
+                        for cb in &mut callbacks {
+                            cb.on_batch_end(b, loss, &mut Control::new(self, &mut stop))?;
+                        }
+                        // The running logs are built only when the progress line shows them,
+                        // so a step adds no allocation of its own.
+                        if b % 16 == 0 && !bar.is_hidden() {
+                            bar.set_message(format_logs(&sums.mean()));
+                        }
+                        bar.inc(1);
+                        b += 1;
                     }
-                    exe.run(&[HostSlice::F32(&batch.x), y_slice])?;
-                    sums.add(exe, n)
-                })?;
-                iterator.recycle(batch);
-                step += 1;
-                for cb in &mut callbacks {
-                    cb.on_batch_end(b, loss, &mut Control::new(self, &mut stop))?;
+                    if stop {
+                        break;
+                    }
                 }
-                // The running logs are built only when the progress line shows them, so a
-                // step adds no allocation of its own.
-                if b % 16 == 0 && !bar.is_hidden() {
-                    bar.set_message(format_logs(&sums.mean()));
+                for batch in group.drain(..) {
+                    batches.recycle(batch);
                 }
-                bar.inc(1);
-                if stop {
+                if end {
                     break;
                 }
             }
@@ -277,6 +316,76 @@ impl Sequential {
             cb.on_train_end(&mut Control::new(self, &mut stop))?;
         }
         Ok(history)
+    }
+}
+
+/// Reused buffers for several batches stacked into one execution's inputs.
+#[derive(Default)]
+struct Stack {
+    x: Vec<f32>,
+    y: Vec<i32>,
+    targets: Vec<f32>,
+}
+
+impl Stack {
+    /// The inputs of one execution over `group`: its batches' features and labels (or
+    /// targets), one batch after the other; a single batch is used in place.
+    fn inputs<'a>(&'a mut self, group: &'a [Batch], dense: bool) -> [HostSlice<'a>; 2] {
+        if let [one] = group {
+            let y = if dense {
+                HostSlice::F32(&one.targets)
+            } else {
+                HostSlice::I32(&one.y)
+            };
+            return [HostSlice::F32(&one.x), y];
+        }
+        self.x.clear();
+        self.y.clear();
+        self.targets.clear();
+        for batch in group {
+            self.x.extend_from_slice(&batch.x);
+            self.y.extend_from_slice(&batch.y);
+            self.targets.extend_from_slice(&batch.targets);
+        }
+        let y = if dense {
+            HostSlice::F32(&self.targets)
+        } else {
+            HostSlice::I32(&self.y)
+        };
+        [HostSlice::F32(&self.x), y]
+    }
+}
+
+impl Sequential {
+    /// Trains on `group` (batches of one size) in one execution, one step per batch in
+    /// order, starting at step `step`; adds every step's loss and metrics to `sums` and
+    /// returns the losses.
+    fn train_group(
+        &mut self,
+        group: &[Batch],
+        built: &Built,
+        stack: &mut Stack,
+        sums: &mut Sums,
+        step: u64,
+        dense: bool,
+    ) -> Result<Vec<f32>> {
+        let (n, steps) = (group[0].len, group.len());
+        let mode = if steps == 1 {
+            Mode::Train
+        } else {
+            Mode::TrainSteps(steps)
+        };
+        self.with_runtime(|model, rt| {
+            let t = model.training.as_ref().ok_or(Error::NotCompiled)?;
+            let exe = rt.activate((mode, n), true, || {
+                model.train_graph(built, n, t.optimizer.as_ref(), &t.loss, &t.metrics)
+            })?;
+            if let Some(schedule) = &t.schedule {
+                exe.write_state(LEARNING_RATE, HostSlice::F32(&[schedule.rate(step)]))?;
+            }
+            exe.run(&stack.inputs(group, dense))?;
+            (0..steps).map(|i| sums.add_step(exe, n, i)).collect()
+        })
     }
 }
 

@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub enum Mode {
     /// Forward, loss, backward and update.
     Train,
+    /// That many train steps per execution, on batches stacked on a leading axis.
+    TrainSteps(usize),
     /// Forward, loss and metrics.
     Eval,
     /// Forward only.
@@ -88,7 +90,11 @@ impl Runtime {
         if self.live != Some(key) {
             self.state()?;
             if !self.compiled.contains_key(&key) {
-                let exe = self.backend.compile(&build()?)?;
+                let graph = build()?;
+                let exe = match key.0 {
+                    Mode::TrainSteps(steps) => self.backend.compile_steps(&graph, steps)?,
+                    _ => self.backend.compile(&graph)?,
+                };
                 self.compiled.insert(key, Compiled { exe, version: 0 });
             }
             let version = self.version;

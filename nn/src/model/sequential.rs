@@ -607,13 +607,24 @@ impl Sums {
 
     /// Adds a step's outputs (in the order loss, metrics) for `n` samples; returns the loss.
     pub fn add(&mut self, exe: &mut dyn hasten_tensor::Executable, n: usize) -> Result<f32> {
+        self.add_step(exe, n, 0)
+    }
+
+    /// Adds step `step`'s outputs of an execution of several steps (each output holds one
+    /// value per step) for `n` samples; returns its loss.
+    pub fn add_step(
+        &mut self,
+        exe: &mut dyn hasten_tensor::Executable,
+        n: usize,
+        step: usize,
+    ) -> Result<f32> {
         let mut loss = 0.0;
         for (i, total) in self.totals.iter_mut().enumerate() {
             if let HostSlice::F32(v) = exe.output_slice(i)? {
                 if i == 0 {
-                    loss = v[0];
+                    loss = v[step];
                 }
-                *total += v[0] as f64 * n as f64;
+                *total += v[step] as f64 * n as f64;
             }
         }
         self.count += n;

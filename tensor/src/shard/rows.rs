@@ -65,19 +65,8 @@ pub fn shard_inputs<'a>(
         .iter()
         .zip(splits)
         .map(|(x, split)| match (split.row, shard) {
-            (Some(row), Some(s)) => rows_of(*x, s.offset * row, s.rows * row),
+            (Some(row), Some(s)) => x.range(s.offset * row, s.rows * row),
             _ => *x,
         })
         .collect()
-}
-
-/// Elements `start..start + len` of `x`.
-fn rows_of(x: HostSlice<'_>, start: usize, len: usize) -> HostSlice<'_> {
-    let r = start..start + len;
-    match x {
-        HostSlice::F32(v) => HostSlice::F32(&v[r]),
-        HostSlice::I32(v) => HostSlice::I32(&v[r]),
-        HostSlice::U8(v) => HostSlice::U8(&v[r]),
-        HostSlice::Bool(v) => HostSlice::Bool(&v[r]),
-    }
 }

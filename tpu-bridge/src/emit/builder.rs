@@ -2,6 +2,7 @@
 //! generic form (stable across StableHLO versions), constants, broadcasting and reductions
 //! with a one-op region.
 
+use super::replica::ReplicaSlices;
 use hasten_tensor::{DType, Error, Result};
 use std::fmt::Write;
 
@@ -72,13 +73,48 @@ pub(crate) enum Scalar {
 pub(crate) struct Builder {
     pub body: String,
     next: usize,
+    /// The replicas running the program together (the all-reduce group).
+    pub replicas: usize,
+    /// Slices that start at each replica's rows (node index of the graph being lowered).
+    pub replica_slices: ReplicaSlices,
 }
 
 impl Builder {
     pub fn new() -> Self {
+        Self::replicated(1, ReplicaSlices::new())
+    }
+
+    /// A builder of a program run by `replicas` replicas in step.
+    pub fn replicated(replicas: usize, replica_slices: ReplicaSlices) -> Self {
         Builder {
             body: String::new(),
             next: 0,
+            replicas,
+            replica_slices,
+        }
+    }
+
+    /// `stablehlo.all_reduce` of `x` with `combine` over every replica (one group).
+    pub fn all_reduce(&mut self, x: &V, combine: &str) -> V {
+        let region = self.region(combine, x.dtype);
+        let name = self.fresh();
+        let group: Vec<String> = (0..self.replicas).map(|r| r.to_string()).collect();
+        let groups = format!(
+            "replica_groups = dense<[[{}]]> : tensor<1x{}xi64>",
+            group.join(", "),
+            self.replicas
+        );
+        let _ = writeln!(
+            self.body,
+            "    {name} = \"stablehlo.all_reduce\"({}) {region} {{{groups}}} : ({}) -> {}",
+            x.name,
+            x.ty(),
+            x.ty()
+        );
+        V {
+            name,
+            dims: x.dims.clone(),
+            dtype: x.dtype,
         }
     }
 

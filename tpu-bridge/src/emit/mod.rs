@@ -13,11 +13,13 @@ mod pool;
 mod random;
 mod reduce;
 mod repeat;
+pub mod replica;
 
 use builder::{check_dtype, Builder, V};
 use hasten_tensor::ir::{Graph, Node, NodeId, Op};
 use hasten_tensor::{DType, Result};
 pub use repeat::emit_repeated;
+pub use replica::{replica_slices, ReplicaSlice, ReplicaSlices};
 use std::fmt::Write;
 
 /// One argument or result of the emitted `main`.
@@ -103,7 +105,12 @@ pub(crate) fn lower_graph(b: &mut Builder, graph: &Graph, leaves: &[V]) -> Resul
             .iter()
             .map(|id| values[id.0].as_ref().expect("operands precede their users"))
             .collect();
-        let v = lower(b, node, &args)?;
+        let v = match (b.replica_slices.get(&i).copied(), &node.op) {
+            (Some(s), Op::Slice { starts, .. }) => {
+                replica::slice(b, args[0], starts, node.shape.dims(), s)
+            }
+            _ => lower(b, node, &args)?,
+        };
         values[i] = Some(v);
     }
     Ok(graph
@@ -130,6 +137,12 @@ pub(crate) fn arguments(slots: &[&Slot]) -> Vec<V> {
 
 /// Emits `graph` as a StableHLO module running one step.
 pub fn emit(graph: &Graph) -> Result<Program> {
+    emit_replicated(graph, 1, &ReplicaSlices::new())
+}
+
+/// Emits `graph` as a StableHLO module running one step on each of `replicas` replicas in
+/// step, its all-reduces over all of them and its `slices` at each replica's rows.
+pub fn emit_replicated(graph: &Graph, replicas: usize, slices: &ReplicaSlices) -> Result<Program> {
     let mut program = signature(graph)?;
     let args = arguments(
         &program
@@ -138,7 +151,7 @@ pub fn emit(graph: &Graph) -> Result<Program> {
             .chain(&program.inputs)
             .collect::<Vec<_>>(),
     );
-    let mut b = Builder::new();
+    let mut b = Builder::replicated(replicas, slices.clone());
     let results = lower_graph(&mut b, graph, &args)?;
     program.text = module_text(
         &args,
@@ -194,13 +207,7 @@ fn lower(b: &mut Builder, node: &Node, args: &[&V]) -> Result<V> {
         Op::Select => elementwise::select(b, args[0], args[1], args[2], dims),
         Op::Cast { to } => elementwise::cast(b, args[0], *to),
         Op::StopGradient => args[0].clone(),
-        // A replicated PJRT step would lower this to `stablehlo.all_reduce` over the
-        // plugin's devices; until then a graph holding one is refused when compiled.
-        Op::AllReduce { .. } => {
-            return Err(builder::unsupported(
-                "all-reduce (replicated PJRT steps are not built yet)",
-            ))
-        }
+        Op::AllReduce { op } => reduce::all_reduce(b, *op, args[0]),
         Op::MatMul {
             transpose_a,
             transpose_b,

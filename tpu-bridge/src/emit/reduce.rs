@@ -4,6 +4,7 @@
 use super::builder::{Builder, Scalar, V};
 use super::elementwise::maximal;
 use hasten_tensor::ir::ReduceOp;
+use hasten_tensor::AllReduceOp;
 use hasten_tensor::DType;
 
 /// The smallest value of `dtype`: the identity of `maximum`.
@@ -49,4 +50,21 @@ pub(crate) fn argmax(b: &mut Builder, x: &V, axis: usize) -> V {
     let candidates = b.select(&hit, &index, &never);
     let first = b.scalar(Scalar::I32(i32::MAX), DType::I32);
     b.reduce(&candidates, &first, "minimum", &[axis])
+}
+
+/// An all-reduce over the program's replicas: a sum or maximum across them (a mean divides
+/// the sum by the replica count). With one replica it is the value itself.
+pub(crate) fn all_reduce(b: &mut Builder, op: AllReduceOp, x: &V) -> V {
+    if b.replicas == 1 {
+        return x.clone();
+    }
+    match op {
+        AllReduceOp::Sum => b.all_reduce(x, "add"),
+        AllReduceOp::Max => b.all_reduce(x, "maximum"),
+        AllReduceOp::Mean => {
+            let sum = b.all_reduce(x, "add");
+            let n = b.splat(Scalar::F32(b.replicas as f32), x.dtype, &x.dims);
+            b.same("divide", &[&sum, &n])
+        }
+    }
 }

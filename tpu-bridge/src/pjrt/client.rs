@@ -11,10 +11,17 @@ use hasten_tensor::DType;
 use std::ptr::null_mut;
 use std::sync::Arc;
 
-/// A serialized `CompileOptionsProto` asking for one replica and one partition (fields
-/// `num_replicas = 1`, `num_partitions = 1` of its `ExecutableBuildOptionsProto`). Plugins
-/// abort on empty options.
-const COMPILE_OPTIONS: [u8; 6] = [0x1a, 0x04, 0x20, 0x01, 0x28, 0x01];
+/// A serialized `CompileOptionsProto` asking for `replicas` replicas (1 to 127) and one
+/// partition: field 3 (`executable_build_options`), holding field 4 (`num_replicas`) and
+/// field 5 (`num_partitions = 1`). Plugins abort on empty options.
+fn compile_options(replicas: usize) -> PjrtResult<[u8; 6]> {
+    match u8::try_from(replicas) {
+        Ok(n @ 1..=127) => Ok([0x1a, 0x04, 0x20, n, 0x28, 0x01]),
+        _ => Err(PjrtError::Protocol(format!(
+            "{replicas} replicas requested; a step runs on 1 to 127"
+        ))),
+    }
+}
 
 /// A client of a plugin, with its addressable devices. Destroyed when the last buffer and
 /// executable made from it are gone (they hold an `Arc`).
@@ -32,12 +39,30 @@ unsafe impl Sync for Client {}
 impl Client {
     /// Creates a client of `plugin` with default options.
     pub fn new(plugin: Arc<Plugin>) -> PjrtResult<Arc<Client>> {
+        Self::with_options(plugin, &[])
+    }
+
+    /// Creates a client of `plugin` with integer create options (such as the CPU plugin's
+    /// `cpu_device_count`).
+    pub fn with_options(plugin: Arc<Plugin>, options: &[(&str, i64)]) -> PjrtResult<Arc<Client>> {
         let f = plugin.entry(plugin.api().client_create, "PJRT_Client_Create")?;
+        let named: Vec<ffi::NamedValue> = options
+            .iter()
+            .map(|(name, value)| ffi::NamedValue {
+                struct_size: ffi::size_of::<ffi::NamedValue>(),
+                extension_start: null_mut(),
+                name: name.as_ptr().cast(),
+                name_size: name.len(),
+                type_: ffi::NAMED_VALUE_INT64,
+                int64_value: *value,
+                value_size: 1,
+            })
+            .collect();
         let mut args = ffi::ClientCreateArgs {
             struct_size: ffi::size_of::<ffi::ClientCreateArgs>(),
             extension_start: null_mut(),
-            create_options: std::ptr::null(),
-            num_options: 0,
+            create_options: named.as_ptr().cast(),
+            num_options: named.len(),
             kv_get_callback: std::ptr::null(),
             kv_get_user_arg: null_mut(),
             kv_put_callback: std::ptr::null(),
@@ -46,7 +71,7 @@ impl Client {
             kv_try_get_callback: std::ptr::null(),
             kv_try_get_user_arg: null_mut(),
         };
-        // SAFETY: `args` is fully initialized.
+        // SAFETY: `args` is fully initialized; the options and their names outlive the call.
         plugin.check("PJRT_Client_Create", unsafe { f(&mut args) })?;
         if args.client.is_null() {
             return Err(PjrtError::Protocol(
@@ -154,8 +179,16 @@ impl Client {
         Ok(unsafe { c_bytes(k.device_kind.cast(), k.device_kind_size) })
     }
 
-    /// Compiles a StableHLO program given as MLIR text, for one device.
-    pub fn compile(self: &Arc<Self>, mlir: &str) -> PjrtResult<LoadedExecutable> {
+    /// Compiles a StableHLO program given as MLIR text, for `replicas` devices (the first
+    /// ones), each running it on its own arguments.
+    pub fn compile(self: &Arc<Self>, mlir: &str, replicas: usize) -> PjrtResult<LoadedExecutable> {
+        if replicas > self.devices.len() {
+            return Err(PjrtError::Protocol(format!(
+                "{replicas} replicas requested, the plugin's client has {} device(s)",
+                self.devices.len()
+            )));
+        }
+        let options = compile_options(replicas)?;
         let p = &self.plugin;
         let f = p.entry(p.api().client_compile, "PJRT_Client_Compile")?;
         let format = b"mlir";
@@ -177,8 +210,8 @@ impl Client {
             extension_start: null_mut(),
             client: self.raw,
             program: &program,
-            compile_options: COMPILE_OPTIONS.as_ptr().cast(),
-            compile_options_size: COMPILE_OPTIONS.len(),
+            compile_options: options.as_ptr().cast(),
+            compile_options_size: options.len(),
             executable: null_mut(),
         };
         // SAFETY: the program text and options outlive the call; the plugin only reads them.
@@ -188,17 +221,29 @@ impl Client {
                 "PJRT_Client_Compile gave no executable".into(),
             ));
         }
-        Ok(LoadedExecutable::new(self.clone(), args.executable))
+        Ok(LoadedExecutable::new(
+            self.clone(),
+            args.executable,
+            replicas,
+        ))
     }
 
-    /// Copies host bytes into a new buffer on device 0; `bytes` must hold exactly
-    /// `dims`' element count of `dtype` (checked here: the plugin checks only byte sizes).
+    /// Copies host bytes into a new buffer on addressable device `device`; `bytes` must hold
+    /// exactly `dims`' element count of `dtype` (checked here: the plugin checks only byte
+    /// sizes).
     pub fn buffer_from_host(
         self: &Arc<Self>,
         bytes: &[u8],
         dtype: DType,
         dims: &[usize],
+        device: usize,
     ) -> PjrtResult<Buffer> {
+        let device = *self.devices.get(device).ok_or_else(|| {
+            PjrtError::Protocol(format!(
+                "device {device} requested, the client has {}",
+                self.devices.len()
+            ))
+        })?;
         let want = dims.iter().product::<usize>() * dtype.size_in_bytes();
         if bytes.len() != want {
             return Err(PjrtError::Protocol(format!(
@@ -223,7 +268,7 @@ impl Client {
             byte_strides: std::ptr::null(),
             num_byte_strides: 0,
             host_buffer_semantics: ffi::IMMUTABLE_ONLY_DURING_CALL,
-            device: self.devices[0],
+            device,
             memory: null_mut(),
             device_layout: null_mut(),
             done_with_host_buffer: null_mut(),

@@ -97,6 +97,22 @@ pub struct EventArgs {
     pub event: *mut PjrtEvent,
 }
 
+/// `PJRT_NamedValue_kInt64`.
+pub const NAMED_VALUE_INT64: c_int = 1;
+
+/// `PJRT_NamedValue`: a key and a value (here only the 64-bit integer member of its union,
+/// which is as large as the union).
+#[repr(C)]
+pub struct NamedValue {
+    pub struct_size: usize,
+    pub extension_start: *mut ExtensionBase,
+    pub name: *const c_char,
+    pub name_size: usize,
+    pub type_: c_int,
+    pub int64_value: i64,
+    pub value_size: usize,
+}
+
 #[repr(C)]
 pub struct ClientCreateArgs {
     pub struct_size: usize,

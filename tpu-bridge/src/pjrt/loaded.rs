@@ -13,6 +13,7 @@ use std::sync::Arc;
 pub struct LoadedExecutable {
     client: Arc<Client>,
     raw: *mut ffi::PjrtLoadedExecutable,
+    replicas: usize,
 }
 
 // SAFETY: PJRT executables may be run from any thread.
@@ -21,27 +22,50 @@ unsafe impl Send for LoadedExecutable {}
 unsafe impl Sync for LoadedExecutable {}
 
 impl LoadedExecutable {
-    pub(crate) fn new(client: Arc<Client>, raw: *mut ffi::PjrtLoadedExecutable) -> Self {
-        LoadedExecutable { client, raw }
+    pub(crate) fn new(
+        client: Arc<Client>,
+        raw: *mut ffi::PjrtLoadedExecutable,
+        replicas: usize,
+    ) -> Self {
+        LoadedExecutable {
+            client,
+            raw,
+            replicas,
+        }
     }
 
-    /// Runs the program once on device 0 and waits for it. `outputs` gives the dtype and dims
-    /// of each result, in order (hasten's emitter knows them; the plugin is not asked).
+    /// Runs the program once on each of its replicas' devices and waits for all of them.
+    /// `args[r]` are replica r's arguments (on its device); `outputs` gives the dtype and dims
+    /// of each result, in order (hasten's emitter knows them; the plugin is not asked). The
+    /// results come back per replica.
     pub fn execute(
         &self,
-        args: &[&Buffer],
+        args: &[Vec<&Buffer>],
         outputs: &[(DType, Vec<usize>)],
-    ) -> PjrtResult<Vec<Buffer>> {
+    ) -> PjrtResult<Vec<Vec<Buffer>>> {
+        if args.len() != self.replicas {
+            return Err(PjrtError::Protocol(format!(
+                "{} argument lists given to a program of {} replicas",
+                args.len(),
+                self.replicas
+            )));
+        }
         let p = self.client.raw_plugin();
         let f = p.entry(
             p.api().loaded_executable_execute,
             "PJRT_LoadedExecutable_Execute",
         )?;
-        let arg_ptrs: Vec<*mut ffi::PjrtBuffer> = args.iter().map(|b| b.raw()).collect();
-        let arg_lists = [arg_ptrs.as_ptr()];
-        let mut out_ptrs: Vec<*mut ffi::PjrtBuffer> = vec![null_mut(); outputs.len()];
-        let out_lists = [out_ptrs.as_mut_ptr()];
-        let mut done: [*mut ffi::PjrtEvent; 1] = [null_mut()];
+        let arg_ptrs: Vec<Vec<*mut ffi::PjrtBuffer>> = args
+            .iter()
+            .map(|list| list.iter().map(|b| b.raw()).collect())
+            .collect();
+        let arg_lists: Vec<*const *mut ffi::PjrtBuffer> =
+            arg_ptrs.iter().map(|l| l.as_ptr()).collect();
+        let mut out_ptrs: Vec<Vec<*mut ffi::PjrtBuffer>> =
+            vec![vec![null_mut(); outputs.len()]; self.replicas];
+        let out_lists: Vec<*mut *mut ffi::PjrtBuffer> =
+            out_ptrs.iter_mut().map(|l| l.as_mut_ptr()).collect();
+        let mut done: Vec<*mut ffi::PjrtEvent> = vec![null_mut(); self.replicas];
         let mut options = execute_options();
         let mut call = ffi::LoadedExecutableExecuteArgs {
             struct_size: ffi::size_of::<ffi::LoadedExecutableExecuteArgs>(),
@@ -49,8 +73,8 @@ impl LoadedExecutable {
             executable: self.raw,
             options: &mut options,
             argument_lists: arg_lists.as_ptr(),
-            num_devices: 1,
-            num_args: arg_ptrs.len(),
+            num_devices: self.replicas,
+            num_args: arg_ptrs[0].len(),
             output_lists: out_lists.as_ptr(),
             device_complete_events: done.as_mut_ptr(),
             execute_device: null_mut(),
@@ -60,23 +84,33 @@ impl LoadedExecutable {
         p.check("PJRT_LoadedExecutable_Execute", unsafe { f(&mut call) })?;
         // Own every output first, so that each is destroyed even if one is missing or
         // waiting fails.
-        let owned: Vec<Buffer> = out_ptrs
+        let owned: Vec<Vec<Buffer>> = out_ptrs
             .iter()
+            .map(|list| self.own(list, outputs))
+            .collect();
+        // Own every event too, so that those after a failed wait are still destroyed.
+        let events: Vec<Event> = done.iter().map(|&e| Event::new(p, e)).collect();
+        for event in events {
+            event.wait("PJRT_LoadedExecutable_Execute (completion)")?;
+        }
+        if owned.iter().any(|o| o.len() != outputs.len()) {
+            return Err(PjrtError::Protocol(format!(
+                "PJRT_LoadedExecutable_Execute gave fewer than {} outputs per replica",
+                outputs.len()
+            )));
+        }
+        Ok(owned)
+    }
+
+    /// The non-null result pointers of one replica as owned buffers.
+    fn own(&self, raw: &[*mut ffi::PjrtBuffer], outputs: &[(DType, Vec<usize>)]) -> Vec<Buffer> {
+        raw.iter()
             .zip(outputs)
             .filter(|(raw, _)| !raw.is_null())
             .map(|(&raw, (dtype, dims))| {
                 Buffer::new(self.client.clone(), raw, *dtype, dims.clone())
             })
-            .collect();
-        Event::new(p, done[0]).wait("PJRT_LoadedExecutable_Execute (completion)")?;
-        if owned.len() != outputs.len() {
-            return Err(PjrtError::Protocol(format!(
-                "PJRT_LoadedExecutable_Execute gave {} of {} outputs",
-                owned.len(),
-                outputs.len()
-            )));
-        }
-        Ok(owned)
+            .collect()
     }
 }
 
