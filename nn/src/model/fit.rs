@@ -248,19 +248,11 @@ impl Sequential {
                 }
                 // k full batches go together; anything else (a short last group, a partial
                 // batch) one step at a time.
-                let runs = if full && group.len() == k {
-                    vec![k]
-                } else {
-                    vec![1; group.len()]
-                };
-                let mut first = 0;
-                for len in runs {
-                    let part = &group[first..first + len];
-                    first += len;
+                let run = if full && group.len() == k { k } else { 1 };
+                for part in group.chunks(run) {
                     self.maintain_layers(step)?;
-                    let losses =
-                        self.train_group(part, &built, &mut stack, &mut sums, step, dense)?;
-                    for loss in losses {
+                    self.train_group(part, &built, &mut stack, &mut sums, step, dense)?;
+                    for &loss in &stack.losses {
                         step += 1;
                         for cb in &mut callbacks {
                             cb.on_batch_end(b, loss, &mut Control::new(self, &mut stop))?;
@@ -325,6 +317,8 @@ struct Stack {
     x: Vec<f32>,
     y: Vec<i32>,
     targets: Vec<f32>,
+    /// The losses of the last execution's steps.
+    losses: Vec<f32>,
 }
 
 impl Stack {
@@ -359,7 +353,7 @@ impl Stack {
 impl Sequential {
     /// Trains on `group` (batches of one size) in one execution, one step per batch in
     /// order, starting at step `step`; adds every step's loss and metrics to `sums` and
-    /// returns the losses.
+    /// leaves the losses in `stack.losses`.
     fn train_group(
         &mut self,
         group: &[Batch],
@@ -368,7 +362,7 @@ impl Sequential {
         sums: &mut Sums,
         step: u64,
         dense: bool,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<()> {
         let (n, steps) = (group[0].len, group.len());
         let mode = if steps == 1 {
             Mode::Train
@@ -384,7 +378,11 @@ impl Sequential {
                 exe.write_state(LEARNING_RATE, HostSlice::F32(&[schedule.rate(step)]))?;
             }
             exe.run(&stack.inputs(group, dense))?;
-            (0..steps).map(|i| sums.add_step(exe, n, i)).collect()
+            stack.losses.clear();
+            for i in 0..steps {
+                stack.losses.push(sums.add_step(exe, n, i)?);
+            }
+            Ok(())
         })
     }
 }
