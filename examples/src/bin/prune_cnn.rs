@@ -147,7 +147,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("\n| predict 10k test images | batch 1 | batch 256 |\n|---|---|---|");
     let mut sparse = SparseModel::new(&mut stripped, SparseChoice::Auto)?;
     let sparse_layers: Vec<String> = sparse
-        .sparse_layers()
+        .sparse_layers(256)
         .iter()
         .map(|(n, d)| format!("{n} at density {d:.3}"))
         .collect();
