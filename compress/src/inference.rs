@@ -4,29 +4,25 @@
 //! of consecutive layers.
 
 use crate::plain::{model_from, plain_view, PlainLayer};
-use crate::sparse::{forward, SparseDense, SparseMatrix, TILED_FROM};
+use crate::sparse::{forward, SparseDense, SparseMatrix};
 use crate::{Error, Result};
 use hasten_nn::Sequential;
 use hasten_tensor::HostTensor;
 use std::collections::BTreeMap;
 
-/// Density below which a Dense layer runs sparse by default at batches of [`TILED_FROM`]
-/// samples and more, measured by the `prune_bench` example on the reference MLP's first
-/// layer at batch 256 against the CPU backend's GEMM (see ARCHITECTURE.md).
-pub const MEASURED_CROSSOVER: f64 = 0.4;
-
-/// Density below which a Dense layer runs sparse by default at batches under
-/// [`TILED_FROM`] samples, measured the same way at batch 1.
-pub const MEASURED_CROSSOVER_SMALL: f64 = 0.2;
+/// Density below which a Dense layer runs sparse by default, measured by the `prune_bench`
+/// example on the reference MLP's first layer against the same layer's `predict` on the CPU
+/// backend: the sparse kernels win up to 30 % density and lose from 40 % on, at batch 1 (the
+/// one-sample kernel) and at batch 256 (the tiled one) alike (see ARCHITECTURE.md).
+pub const MEASURED_CROSSOVER: f64 = 0.35;
 
 /// Which Dense layers run sparse.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SparseChoice {
-    /// Those with density below the measured crossover of the batch size's regime:
-    /// [`MEASURED_CROSSOVER_SMALL`] under [`TILED_FROM`] samples, [`MEASURED_CROSSOVER`]
-    /// from there on.
+    /// Those with density below [`MEASURED_CROSSOVER`] (the same at batch 1 and 256, so one
+    /// choice serves every batch size).
     Auto,
-    /// Those with density below this, at every batch size.
+    /// Those with density below this.
     DensityBelow(f64),
     /// Every Dense layer.
     Always,
@@ -35,10 +31,9 @@ pub enum SparseChoice {
 }
 
 impl SparseChoice {
-    /// The density below which a layer runs sparse, for small batches or not.
-    fn threshold(self, small: bool) -> f64 {
+    /// The density below which a layer runs sparse.
+    fn threshold(self) -> f64 {
         match self {
-            SparseChoice::Auto if small => MEASURED_CROSSOVER_SMALL,
             SparseChoice::Auto => MEASURED_CROSSOVER,
             SparseChoice::DensityBelow(d) => d,
             SparseChoice::Always => f64::INFINITY,
@@ -49,10 +44,7 @@ impl SparseChoice {
 
 /// A model for `predict` with sparse Dense layers.
 pub struct SparseModel {
-    /// The stages for batches under [`TILED_FROM`] samples.
-    small: Plan,
-    /// The stages for larger batches, where they differ.
-    large: Option<Plan>,
+    plan: Plan,
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
 }
@@ -78,28 +70,20 @@ impl SparseModel {
             .first()
             .map(|l| l.input_shape.clone())
             .unwrap_or_default();
-        let (small, large) = (choice.threshold(true), choice.threshold(false));
-        let plan = |threshold| Plan::new(&layers, &weights, threshold);
-        let large = if small == large {
-            None
-        } else {
-            Some(plan(large)?)
-        };
         let mut output_shape = input_shape.clone();
         for layer in model.layers() {
             output_shape = layer.output_shape(&output_shape)?;
         }
         Ok(SparseModel {
-            small: plan(small)?,
-            large,
+            plan: Plan::new(&layers, &weights, choice.threshold())?,
             input_shape,
             output_shape,
         })
     }
 
-    /// The layers that run sparse at `batch_size`, with their densities.
-    pub fn sparse_layers(&self, batch_size: usize) -> Vec<(String, f64)> {
-        let sparse = self.plan(batch_size).stages.iter().filter_map(|s| match s {
+    /// The layers that run sparse, with their densities.
+    pub fn sparse_layers(&self) -> Vec<(String, f64)> {
+        let sparse = self.plan.stages.iter().filter_map(|s| match s {
             Stage::Sparse(run) => Some(run.iter().map(|d| (d.name.clone(), d.matrix.density()))),
             Stage::Backend(..) => None,
         });
@@ -119,29 +103,15 @@ impl SparseModel {
         let (values, samples, batch) = (x.as_f32()?, dims[0], batch_size.max(1));
         let width: usize = self.output_shape.iter().product();
         let mut out = vec![0.0; samples * width];
-        let plan = self.plan_mut(batch);
         for start in (0..samples).step_by(batch) {
             let end = (start + batch).min(samples);
             let y = &mut out[start * width..end * width];
-            plan.run(&values[start * row..end * row], end - start, y)?;
+            self.plan
+                .run(&values[start * row..end * row], end - start, y)?;
         }
         let mut dims = vec![samples];
         dims.extend_from_slice(&self.output_shape);
         Ok(HostTensor::f32(dims, out)?)
-    }
-
-    fn plan(&self, batch_size: usize) -> &Plan {
-        match &self.large {
-            Some(large) if batch_size >= TILED_FROM => large,
-            _ => &self.small,
-        }
-    }
-
-    fn plan_mut(&mut self, batch_size: usize) -> &mut Plan {
-        match &mut self.large {
-            Some(large) if batch_size >= TILED_FROM => large,
-            _ => &mut self.small,
-        }
     }
 }
 

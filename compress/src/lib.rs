@@ -33,7 +33,7 @@ pub mod wrapper;
 
 pub use error::{Error, Result};
 pub use export::{dense_size, load_sparse, save_sparse, sparse_size, Size};
-pub use inference::{SparseChoice, SparseModel, MEASURED_CROSSOVER, MEASURED_CROSSOVER_SMALL};
+pub use inference::{SparseChoice, SparseModel, MEASURED_CROSSOVER};
 pub use params::{BlockPooling, PruningParams};
 pub use prune::{
     is_pruned, prune_layers, prune_low_magnitude, register, strip_pruning, LayerSelection,
