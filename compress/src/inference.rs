@@ -1,23 +1,26 @@
 //! Inference with sparse Dense kernels: a model whose sparse enough Dense layers run
-//! [`SparseMatrix::matmul`] on the CPU, and whose other layers run as before, on the
-//! model's backend, in runs of consecutive layers.
+//! [`forward`] on the CPU (consecutive ones in one pass), whose `Flatten`s are free (rows
+//! are already flat), and whose other layers run as before, on the model's backend, in runs
+//! of consecutive layers.
 
 use crate::plain::{model_from, plain_view, PlainLayer};
-use crate::sparse::SparseMatrix;
+use crate::sparse::{forward, SparseDense, SparseMatrix};
 use crate::{Error, Result};
-use hasten_nn::activations::Activation;
 use hasten_nn::Sequential;
 use hasten_tensor::HostTensor;
 use std::collections::BTreeMap;
 
 /// Density below which a Dense layer runs sparse by default, measured by the `prune_bench`
-/// example on the reference MLP's layers (see ARCHITECTURE.md).
-pub const MEASURED_CROSSOVER: f64 = 0.07;
+/// example on the reference MLP's first layer against the same layer's `predict` on the CPU
+/// backend: the sparse kernels win up to 30 % density and lose from 40 % on, at batch 1 (the
+/// one-sample kernel) and at batch 256 (the tiled one) alike (see ARCHITECTURE.md).
+pub const MEASURED_CROSSOVER: f64 = 0.35;
 
 /// Which Dense layers run sparse.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SparseChoice {
-    /// Those with density below [`MEASURED_CROSSOVER`].
+    /// Those with density below [`MEASURED_CROSSOVER`] (the same at batch 1 and 256, so one
+    /// choice serves every batch size).
     Auto,
     /// Those with density below this.
     DensityBelow(f64),
@@ -27,25 +30,35 @@ pub enum SparseChoice {
     Never,
 }
 
+impl SparseChoice {
+    /// The density below which a layer runs sparse.
+    fn threshold(self) -> f64 {
+        match self {
+            SparseChoice::Auto => MEASURED_CROSSOVER,
+            SparseChoice::DensityBelow(d) => d,
+            SparseChoice::Always => f64::INFINITY,
+            SparseChoice::Never => f64::NEG_INFINITY,
+        }
+    }
+}
+
 /// A model for `predict` with sparse Dense layers.
 pub struct SparseModel {
-    stages: Vec<Stage>,
+    plan: Plan,
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
 }
 
-enum Stage {
-    /// Consecutive layers run by a plain model on the backend.
-    Backend(Box<Sequential>),
-    /// One Dense layer run sparse.
-    Sparse(SparseDense),
+/// A model's layers as stages.
+struct Plan {
+    stages: Vec<Stage>,
 }
 
-struct SparseDense {
-    name: String,
-    matrix: SparseMatrix,
-    bias: Option<Vec<f32>>,
-    activation: Activation,
+enum Stage {
+    /// Consecutive layers run by a plain model on the backend, with their input shape.
+    Backend(Box<Sequential>, Vec<usize>),
+    /// Consecutive Dense layers run sparse.
+    Sparse(Vec<SparseDense>),
 }
 
 impl SparseModel {
@@ -57,24 +70,12 @@ impl SparseModel {
             .first()
             .map(|l| l.input_shape.clone())
             .unwrap_or_default();
-        let mut stages = Vec::new();
-        let mut run: Vec<&PlainLayer> = Vec::new();
-        for layer in &layers {
-            match sparse_dense(layer, &weights, choice)? {
-                Some(sparse) => {
-                    flush(&mut run, &weights, &mut stages)?;
-                    stages.push(Stage::Sparse(sparse));
-                }
-                None => run.push(layer),
-            }
-        }
-        flush(&mut run, &weights, &mut stages)?;
         let mut output_shape = input_shape.clone();
         for layer in model.layers() {
             output_shape = layer.output_shape(&output_shape)?;
         }
         Ok(SparseModel {
-            stages,
+            plan: Plan::new(&layers, &weights, choice.threshold())?,
             input_shape,
             output_shape,
         })
@@ -82,11 +83,11 @@ impl SparseModel {
 
     /// The layers that run sparse, with their densities.
     pub fn sparse_layers(&self) -> Vec<(String, f64)> {
-        let sparse = self.stages.iter().filter_map(|s| match s {
-            Stage::Sparse(d) => Some((d.name.clone(), d.matrix.density())),
-            Stage::Backend(_) => None,
+        let sparse = self.plan.stages.iter().filter_map(|s| match s {
+            Stage::Sparse(run) => Some(run.iter().map(|d| (d.name.clone(), d.matrix.density()))),
+            Stage::Backend(..) => None,
         });
-        sparse.collect()
+        sparse.flatten().collect()
     }
 
     /// Predictions for every sample of `x`, `batch_size` at a time (as `Sequential::predict`).
@@ -99,50 +100,117 @@ impl SparseModel {
                 x.shape, self.input_shape
             )));
         }
-        let values = x.as_f32()?;
-        let samples = dims[0];
-        let mut out = Vec::with_capacity(samples * self.output_shape.iter().product::<usize>());
-        for start in (0..samples).step_by(batch_size.max(1)) {
-            let n = batch_size.max(1).min(samples - start);
-            let rows = values[start * row..(start + n) * row].to_vec();
-            out.extend(self.predict_batch(rows, n)?);
+        let (values, samples, batch) = (x.as_f32()?, dims[0], batch_size.max(1));
+        let width: usize = self.output_shape.iter().product();
+        let mut out = vec![0.0; samples * width];
+        for start in (0..samples).step_by(batch) {
+            let end = (start + batch).min(samples);
+            let y = &mut out[start * width..end * width];
+            self.plan
+                .run(&values[start * row..end * row], end - start, y)?;
         }
         let mut dims = vec![samples];
         dims.extend_from_slice(&self.output_shape);
         Ok(HostTensor::f32(dims, out)?)
     }
+}
 
-    fn predict_batch(&mut self, mut values: Vec<f32>, n: usize) -> Result<Vec<f32>> {
-        let mut shape = self.input_shape.clone();
-        for stage in &mut self.stages {
-            match stage {
-                Stage::Backend(model) => {
-                    let mut dims = vec![n];
-                    dims.extend_from_slice(&shape);
-                    let out = model.predict(&HostTensor::f32(dims, values)?, n)?;
-                    shape = out.shape.dims()[1..].to_vec();
-                    values = out.as_f32()?.to_vec();
-                }
-                Stage::Sparse(layer) => {
-                    let rows = values.len() / layer.matrix.features.max(1);
-                    let mut y = vec![0.0; rows * layer.matrix.units];
-                    layer.matrix.matmul(&values, layer.bias.as_deref(), &mut y);
-                    activate(layer.activation, &mut y, layer.matrix.units);
-                    if let Some(last) = shape.last_mut() {
-                        *last = layer.matrix.units;
+impl Plan {
+    /// Stages for `layers`, with Dense layers below `threshold` density sparse.
+    fn new(
+        layers: &[PlainLayer],
+        weights: &BTreeMap<String, HostTensor>,
+        threshold: f64,
+    ) -> Result<Plan> {
+        let mut plan = Plan { stages: Vec::new() };
+        let mut run: Vec<&PlainLayer> = Vec::new();
+        for layer in layers {
+            if layer.kind == "Flatten" && run.is_empty() {
+                continue;
+            }
+            match sparse_dense(layer, weights, threshold)? {
+                Some(sparse) => {
+                    plan.flush(&mut run, weights)?;
+                    match plan.stages.last_mut() {
+                        Some(Stage::Sparse(sparse_run)) => sparse_run.push(sparse),
+                        _ => plan.stages.push(Stage::Sparse(vec![sparse])),
                     }
-                    values = y;
                 }
+                None => run.push(layer),
             }
         }
-        Ok(values)
+        plan.flush(&mut run, weights)?;
+        Ok(plan)
+    }
+
+    /// Turns a run of plain layers into one backend stage.
+    fn flush(
+        &mut self,
+        run: &mut Vec<&PlainLayer>,
+        weights: &BTreeMap<String, HostTensor>,
+    ) -> Result<()> {
+        let Some(first) = run.first() else {
+            return Ok(());
+        };
+        let specs: Vec<(&str, &serde_json::Value)> =
+            run.iter().map(|l| (l.kind.as_str(), &l.config)).collect();
+        let mut model = model_from(&specs, &first.input_shape)?;
+        let input_shape = first.input_shape.clone();
+        run.clear();
+        let own: BTreeMap<String, HostTensor> = model
+            .weight_names()
+            .into_iter()
+            .filter_map(|n| weights.get(&n).map(|w| (n, w.clone())))
+            .collect();
+        model.set_weights(&own)?;
+        self.stages
+            .push(Stage::Backend(Box::new(model), input_shape));
+        Ok(())
+    }
+
+    /// `y` for the `n` samples of `x`, stage by stage.
+    fn run(&mut self, x: &[f32], n: usize, y: &mut [f32]) -> Result<()> {
+        let mut held: Option<Vec<f32>> = None;
+        let stages = self.stages.len();
+        for (k, stage) in self.stages.iter_mut().enumerate() {
+            let input = held.as_deref().unwrap_or(x);
+            let last = k + 1 == stages;
+            let next = match stage {
+                Stage::Backend(model, shape) => {
+                    let mut dims = vec![n];
+                    dims.extend_from_slice(shape);
+                    let out = model.predict(&HostTensor::f32(dims, input.to_vec())?, n)?;
+                    if last {
+                        y.copy_from_slice(out.as_f32()?);
+                        break;
+                    }
+                    out.as_f32()?.to_vec()
+                }
+                Stage::Sparse(layers) if last => {
+                    forward(layers, input, y);
+                    break;
+                }
+                Stage::Sparse(layers) => {
+                    let units = layers.last().map_or(0, |l| l.matrix.units);
+                    let mut out = vec![0.0; n * units];
+                    forward(layers, input, &mut out);
+                    out
+                }
+            };
+            held = Some(next);
+        }
+        if self.stages.is_empty() {
+            y.copy_from_slice(x);
+        }
+        Ok(())
     }
 }
 
+/// `layer` as a sparse Dense layer, if it is a Dense layer below `threshold` density.
 fn sparse_dense(
     layer: &PlainLayer,
     weights: &BTreeMap<String, HostTensor>,
-    choice: SparseChoice,
+    threshold: f64,
 ) -> Result<Option<SparseDense>> {
     if layer.kind != "Dense" {
         return Ok(None);
@@ -152,13 +220,7 @@ fn sparse_dense(
         .ok_or_else(|| Error::config(format!("layer {} has no kernel", layer.name)))?;
     let dims = kernel.shape.dims();
     let matrix = SparseMatrix::from_dense(kernel.as_f32()?, dims[0], dims[1]);
-    let chosen = match choice {
-        SparseChoice::Auto => matrix.density() < MEASURED_CROSSOVER,
-        SparseChoice::DensityBelow(d) => matrix.density() < d,
-        SparseChoice::Always => true,
-        SparseChoice::Never => false,
-    };
-    if !chosen {
+    if matrix.density() >= threshold {
         return Ok(None);
     }
     let activation = serde_json::from_value(layer.config["activation"].clone())
@@ -173,50 +235,4 @@ fn sparse_dense(
         bias,
         activation,
     }))
-}
-
-/// Turns a run of plain layers into one backend stage.
-fn flush(
-    run: &mut Vec<&PlainLayer>,
-    weights: &BTreeMap<String, HostTensor>,
-    stages: &mut Vec<Stage>,
-) -> Result<()> {
-    if run.is_empty() {
-        return Ok(());
-    }
-    let specs: Vec<(&str, &serde_json::Value)> =
-        run.iter().map(|l| (l.kind.as_str(), &l.config)).collect();
-    let mut model = model_from(&specs, &run[0].input_shape)?;
-    run.clear();
-    let own: BTreeMap<String, HostTensor> = model
-        .weight_names()
-        .into_iter()
-        .filter_map(|n| weights.get(&n).map(|w| (n, w.clone())))
-        .collect();
-    model.set_weights(&own)?;
-    stages.push(Stage::Backend(Box::new(model)));
-    Ok(())
-}
-
-/// Applies `activation` to rows of `width` values in place.
-fn activate(activation: Activation, y: &mut [f32], width: usize) {
-    match activation {
-        Activation::Linear => {}
-        Activation::Relu => y
-            .iter_mut()
-            .for_each(|v| *v = if *v > 0.0 || v.is_nan() { *v } else { 0.0 }),
-        Activation::Sigmoid => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
-        Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
-        Activation::Softmax => {
-            for row in y.chunks_mut(width.max(1)) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for v in row.iter_mut() {
-                    *v = (*v - max).exp();
-                    sum += *v;
-                }
-                row.iter_mut().for_each(|v| *v /= sum);
-            }
-        }
-    }
 }

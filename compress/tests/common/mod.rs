@@ -120,3 +120,17 @@ impl Drop for TempDir {
 pub fn values(t: &HostTensor) -> Vec<f32> {
     t.as_f32().expect("f32").to_vec()
 }
+
+/// `n` values, each nonzero (uniform in ±1) with probability `density`.
+pub fn sparse_random(n: usize, density: f64, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            if rng.random::<f64>() < density {
+                rng.random_range(-1.0..1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}

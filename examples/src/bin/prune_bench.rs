@@ -13,18 +13,18 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-/// The best of `runs` timings of `f`, in seconds.
-fn best_of(
-    runs: usize,
-    mut f: impl FnMut() -> Result<(), Box<dyn std::error::Error>>,
+/// How long `f` takes, in seconds.
+fn seconds(
+    f: impl FnOnce() -> Result<(), Box<dyn std::error::Error>>,
 ) -> Result<f64, Box<dyn std::error::Error>> {
-    let mut best = f64::INFINITY;
-    for _ in 0..runs {
-        let started = Instant::now();
-        f()?;
-        best = best.min(started.elapsed().as_secs_f64());
-    }
-    Ok(best)
+    let started = Instant::now();
+    f()?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// `min / median` in milliseconds.
+fn ms((min, median): (f64, f64)) -> String {
+    format!("{:.1} / {:.1} ms", 1e3 * min, 1e3 * median)
 }
 
 /// `weights` with every kernel pruned to `sparsity` by magnitude.
@@ -60,6 +60,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let trained = model.get_weights()?;
 
+    println!("10k test images, min / median of several runs, dense and sparse alternating\n");
     println!(
         "| sparsity | dense b=1 | sparse b=1 | speed-up | dense b=256 | sparse b=256 | speed-up |"
     );
@@ -69,26 +70,46 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let mut sparse = SparseModel::new(&mut model, SparseChoice::Always)?;
         let mut row = format!("| {:.0} % ", 100.0 * sparsity);
         for batch in [1, 256] {
-            let runs = if batch == 1 { 3 } else { 7 };
-            let dense = best_of(runs, || Ok(model.predict(&x_test, batch).map(|_| ())?))?;
-            let fast = best_of(runs, || Ok(sparse.predict(&x_test, batch).map(|_| ())?))?;
-            row += &format!(
-                "| {:.1} ms | {:.1} ms | {:.2}× ",
-                1e3 * dense,
-                1e3 * fast,
-                dense / fast
-            );
+            let runs = if batch == 1 { 5 } else { 11 };
+            let (mut dense, mut fast) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                dense.push(seconds(|| {
+                    Ok(model.predict(&x_test, batch).map(|_| ())?)
+                })?);
+                fast.push(seconds(|| {
+                    Ok(sparse.predict(&x_test, batch).map(|_| ())?)
+                })?);
+            }
+            let (dense, fast) = (min_median(dense), min_median(fast));
+            row += &format!("| {} | {} | {:.2}× ", ms(dense), ms(fast), dense.1 / fast.1);
         }
         println!("{row}|");
     }
+    println!("(speed-up: dense median / sparse median)");
+    crossovers(&trained, &x_test)
+}
 
-    // The crossover: the first layer's product alone, sparse kernel against the dense
-    // GEMM run by the CPU backend on the same kernel, at batch 256.
-    println!("\n| density | dense GEMM | sparse kernel | sparse / dense |\n|---|---|---|---|");
-    let x = x_test.rows(0, 256)?.reshape([256, 784])?;
-    let mut crossover = None;
-    for density in [0.05f32, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7] {
-        let weights = pruned(&trained, 1.0 - density)?;
+/// Min and median of `times`.
+fn min_median(mut times: Vec<f64>) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    (times[0], times[times.len() / 2])
+}
+
+/// The crossover at batch 1 and 256: the first layer's product alone, the sparse kernel
+/// against the same Dense layer run by `predict` on the CPU backend.
+fn crossovers(
+    trained: &BTreeMap<String, HostTensor>,
+    x_test: &HostTensor,
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!(
+        "\nfirst layer alone (784 → 128, no bias), per sample, medians of 7\n\n\
+         | density | dense b=1 | sparse b=1 | sparse / dense | dense b=256 | sparse b=256 | \
+         sparse / dense |\n|---|---|---|---|---|---|---|"
+    );
+    let x = x_test.rows(0, 1024)?.reshape([1024, 784])?;
+    let mut crossover = [None, None];
+    for density in [0.05f32, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9] {
+        let weights = pruned(trained, 1.0 - density)?;
         let kernel = &weights["dense/kernel"];
         let mut one = Sequential::new().input([784]);
         one.add(Dense::new(128).use_bias(false));
@@ -98,37 +119,41 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             kernel.clone(),
         )]))?;
         let matrix = SparseMatrix::from_dense(kernel.as_f32()?, 784, 128);
-        let mut y = vec![0.0; 256 * 128];
-        let reps = 200;
-        let dense = best_of(5, || {
-            for _ in 0..reps {
-                one.predict(&x, 256)?;
+        let mut y = vec![0.0; 1024 * 128];
+        let mut row = format!("| {:.0} % ", 100.0 * density);
+        for (k, batch) in [1usize, 256].into_iter().enumerate() {
+            let (mut dense, mut fast) = (Vec::new(), Vec::new());
+            for _ in 0..7 {
+                dense.push(seconds(|| Ok(one.predict(&x, batch).map(|_| ())?))?);
+                fast.push(seconds(|| {
+                    let x = x.as_f32()?;
+                    for (x, y) in x.chunks(batch * 784).zip(y.chunks_mut(batch * 128)) {
+                        matrix.matmul(x, None, y);
+                    }
+                    Ok(())
+                })?);
             }
-            Ok(())
-        })? / reps as f64;
-        let fast = best_of(5, || {
-            for _ in 0..reps {
-                matrix.matmul(x.as_f32()?, None, &mut y);
+            let (dense, fast) = (min_median(dense).1 / 1024.0, min_median(fast).1 / 1024.0);
+            if fast > dense && crossover[k].is_none() {
+                crossover[k] = Some(density);
             }
-            Ok(())
-        })? / reps as f64;
-        if fast > dense && crossover.is_none() {
-            crossover = Some(density);
+            row += &format!(
+                "| {:.2} µs | {:.2} µs | {:.2} ",
+                1e6 * dense,
+                1e6 * fast,
+                fast / dense
+            );
         }
-        println!(
-            "| {:.0} % | {:.1} µs | {:.1} µs | {:.2} |",
-            100.0 * density,
-            1e6 * dense,
-            1e6 * fast,
-            fast / dense
-        );
+        println!("{row}|");
     }
-    match crossover {
-        Some(d) => println!(
-            "\ncrossover: the sparse kernel is slower from density {:.0} % on",
-            100.0 * d
-        ),
-        None => println!("\ncrossover: above 70 % density"),
+    for (k, batch) in [1, 256].into_iter().enumerate() {
+        match crossover[k] {
+            Some(d) => println!(
+                "crossover at batch {batch}: the sparse kernel is slower from density {:.0} % on",
+                100.0 * d
+            ),
+            None => println!("crossover at batch {batch}: above 90 % density"),
+        }
     }
     Ok(())
 }
