@@ -1,7 +1,6 @@
 //! A compiled graph on the CPU: locations for every value, a list of steps (single kernels or
 //! fused loops), one arena laid out by the memory plan, and the state buffers.
 
-use super::affine::{self, Affine};
 use super::buffer::AlignedBuf;
 use super::conv_block::{self, BlockStep, Blocks};
 use super::denormals::FlushDenormals;
@@ -18,9 +17,11 @@ use crate::backend::Executable;
 use crate::collective::Communicator;
 use crate::host::{HostData, HostSlice, HostTensor};
 use crate::ir::{Graph, Node, NodeId, Op};
+use crate::passes::affine::Affine;
 use crate::passes::fusion::{self, FusionGroup};
 use crate::passes::memory_plan::{self, StepBuffers};
-use crate::{passes, DType, Error, Result};
+use crate::passes::pipeline;
+use crate::{DType, Error, Result};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -197,12 +198,29 @@ impl CpuExecutable {
         communicator: Option<Arc<dyn Communicator>>,
     ) -> Result<Self> {
         check_communicator(graph, communicator.is_some())?;
-        let graph = if options.simplify {
-            passes::simplify(graph)?
+        let mut prepared = pipeline::prepare(graph, options.simplify)?;
+        check_supported(&prepared.graph)?;
+        // Fused convolution blocks (the CPU's own pattern): their interior values live nowhere.
+        let blocks = if options.fuse {
+            conv_block::find(&prepared.graph, &|id| prepared.is_needed(id))
         } else {
-            graph.clone()
+            Blocks::default()
         };
-        check_supported(&graph)?;
+        let mut block_of = vec![None; prepared.graph.nodes().len()];
+        for (b, step) in blocks.steps.iter().enumerate() {
+            for m in step.members() {
+                block_of[m.0] = Some(b);
+            }
+        }
+        prepared.fuse(options.fuse, &|id| block_of[id.0].is_some());
+        let pipeline::Prepared {
+            graph,
+            groups,
+            group_of,
+            affines,
+            absorbed,
+            ..
+        } = prepared;
         let nodes = graph.nodes();
         let n = nodes.len();
 
@@ -241,53 +259,23 @@ impl CpuExecutable {
             }
         }
 
-        // Fusion groups: their interior values live nowhere.
+        // Fusion groups and blocks: their interior values live nowhere; nor does a product
+        // absorbed into an epilogue.
         let outputs = graph.outputs().to_vec();
         let updates = graph.updates().to_vec();
-        let needed = |id: NodeId| {
-            outputs.iter().any(|(_, o)| *o == id) || updates.iter().any(|(_, v)| *v == id)
-        };
-        // Fused convolution blocks: their interior values live nowhere.
-        let blocks = if options.fuse {
-            conv_block::find(&graph, &needed)
-        } else {
-            Blocks::default()
-        };
-        let mut block_of = vec![None; n];
-        for (b, step) in blocks.steps.iter().enumerate() {
-            for m in step.members() {
-                block_of[m.0] = Some(b);
-            }
+        for step in &blocks.steps {
             for m in step.interior() {
                 locs[m.0] = Loc::Nowhere;
             }
         }
-        let groups = if options.fuse {
-            fusion::elementwise_groups(&graph, &needed, &|id| block_of[id.0].is_some())
-        } else {
-            Vec::new()
-        };
-        let mut group_of = vec![None; n];
-        for (g, group) in groups.iter().enumerate() {
+        for group in &groups {
             for m in &group.members {
-                group_of[m.0] = Some(g);
                 if !group.outputs.contains(m) {
                     locs[m.0] = Loc::Nowhere;
                 }
             }
         }
-
-        // Groups that become their product's epilogue; the product's own value is not stored.
-        let affines: Vec<Option<Affine>> = groups
-            .iter()
-            .map(|group| {
-                let own_step = |id: NodeId| block_of[id.0].is_none() && group_of[id.0].is_none();
-                affine::find(&graph, group, &own_step, &needed)
-            })
-            .collect();
-        let mut absorbed = vec![false; n];
         for a in affines.iter().flatten() {
-            absorbed[a.matmul.0] = true;
             locs[a.matmul.0] = Loc::Nowhere;
         }
 
