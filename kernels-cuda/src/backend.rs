@@ -34,6 +34,11 @@ impl CudaBackend {
         self.device.name()
     }
 
+    /// The device's fp32 peak without tensor cores, in TFLOP/s.
+    pub fn fp32_peak_tflops(&self) -> CudaResult<f64> {
+        self.device.fp32_peak_tflops()
+    }
+
     /// The device's compute capability.
     pub fn compute_capability(&self) -> CudaResult<(i32, i32)> {
         self.device.compute_capability()

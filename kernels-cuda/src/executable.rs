@@ -222,6 +222,23 @@ impl CudaExecutable {
         Ok(())
     }
 
+    /// Seconds per step of the on-device work alone, over `reps` replays of the captured step
+    /// on the inputs of the last step (no host copies): for benchmarks. Needs one `run` first.
+    pub fn time_replays(&mut self, reps: usize) -> CudaResult<f64> {
+        if self.captured.is_none() {
+            self.capture()?;
+        }
+        let graph = self.captured.as_ref().expect("captured above");
+        graph.launch()?;
+        self.device.stream.synchronize()?;
+        let start = std::time::Instant::now();
+        for _ in 0..reps {
+            graph.launch()?;
+        }
+        self.device.stream.synchronize()?;
+        Ok(start.elapsed().as_secs_f64() / reps.max(1) as f64)
+    }
+
     fn state_index(&self, name: &str) -> Result<usize> {
         self.state_names
             .iter()

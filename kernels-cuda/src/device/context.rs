@@ -34,6 +34,21 @@ impl Device {
         Ok(self.ctx.name()?)
     }
 
+    /// The device's fp32 peak without tensor cores, in TFLOP/s: SMs × fp32 lanes per SM ×
+    /// 2 (a fused multiply-add) × the boost clock.
+    pub fn fp32_peak_tflops(&self) -> CudaResult<f64> {
+        use cudarc::driver::sys::CUdevice_attribute as A;
+        let sms = self
+            .ctx
+            .attribute(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+        let khz = self.ctx.attribute(A::CU_DEVICE_ATTRIBUTE_CLOCK_RATE)?;
+        let lanes = match self.compute_capability()? {
+            (8, 0) | (6, 0) | (7, _) => 64.0,
+            _ => 128.0,
+        };
+        Ok(f64::from(sms) * lanes * 2.0 * f64::from(khz) * 1e3 / 1e12)
+    }
+
     /// Compute capability (major, minor).
     pub fn compute_capability(&self) -> CudaResult<(i32, i32)> {
         Ok(self.ctx.compute_capability()?)
