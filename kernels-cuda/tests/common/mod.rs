@@ -25,9 +25,13 @@ pub fn nvrtc_or_skip(test: &str) -> bool {
 }
 
 /// The GPU backend on device 0, or `None` (with a message) when this machine has no GPU.
+/// With `HASTEN_REQUIRE_GPU=1` (set by `bench/cuda/run_on_device.sh`) a missing GPU fails.
 pub fn gpu_or_skip(test: &str) -> Option<CudaBackend> {
     match CudaBackend::new(0) {
         Ok(b) => Some(b),
+        Err(e) if std::env::var("HASTEN_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("{test}: HASTEN_REQUIRE_GPU=1 but {e}")
+        }
         Err(e) => {
             eprintln!("skipped {test}: needs an NVIDIA GPU ({e})");
             None
