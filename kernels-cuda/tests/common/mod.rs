@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cases;
+pub mod emulator;
 pub mod models;
 
 use hasten_cuda::{probe, CudaBackend};
