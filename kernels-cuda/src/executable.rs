@@ -8,7 +8,7 @@ use crate::device::context::Device;
 use crate::error::{CudaError, CudaResult};
 use crate::host_io;
 use crate::nvrtc;
-use crate::plan::{KernelPlan, Step};
+use crate::plan::{Gemm, KernelPlan, Step};
 use crate::CudaOptions;
 use cudarc::driver::result as drv;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
@@ -23,8 +23,9 @@ pub struct CudaExecutable {
     arena: DeviceArena,
     functions: Vec<CudaFunction>,
     blas: Blas,
-    /// The planned product of each `Step::Gemm`, by step index.
-    gemms: Vec<Option<PlannedGemm>>,
+    /// The planned product of each `Step::Gemm`, by step index, and whether its epilogue
+    /// runs as the plan's fallback kernel (cuBLASLt had no algorithm with it).
+    gemms: Vec<Option<(PlannedGemm, bool)>>,
     /// The step as a CUDA graph, captured after the first step.
     captured: Option<CudaGraph>,
     steps_run: usize,
@@ -38,6 +39,26 @@ pub struct CudaExecutable {
 // thread once the context is bound, which cudarc does before each call; the executable is
 // driven by one thread at a time (`&mut self`).
 unsafe impl Send for CudaExecutable {}
+
+/// Plans a product with its epilogue, or, when cuBLASLt has no algorithm with it and the plan
+/// has a fallback kernel, without it (`true`: launch the fallback after the product).
+fn plan_gemm(blas: &Blas, g: &Gemm, ptrs: GemmPtrs, tf32: bool) -> CudaResult<(PlannedGemm, bool)> {
+    match PlannedGemm::new(blas, g, ptrs, tf32) {
+        Ok(p) => Ok((p, false)),
+        Err(e) if g.fallback.is_some() => {
+            let plain = Gemm {
+                bias: None,
+                relu: false,
+                ..*g
+            };
+            let ptrs = GemmPtrs { bias: None, ..ptrs };
+            PlannedGemm::new(blas, &plain, ptrs, tf32)
+                .map(|p| (p, true))
+                .map_err(|_| e)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// The PTX target for a device of compute capability `(major, minor)`.
 fn arch(cc: (i32, i32)) -> &'static str {
@@ -82,7 +103,7 @@ impl CudaExecutable {
                         bias: g.bias.map(at),
                         workspace: arena.at(workspace_at),
                     };
-                    PlannedGemm::new(&blas, g, ptrs, options.tf32).map(Some)
+                    plan_gemm(&blas, g, ptrs, options.tf32).map(Some)
                 }
                 Step::Kernel { .. } => Ok(None),
             })
@@ -139,24 +160,15 @@ impl CudaExecutable {
                     reads,
                     writes,
                 } => {
-                    let k = &self.plan.kernels[*kernel];
                     let ptrs: Vec<u64> = reads.iter().chain(writes).map(|&id| at(id)).collect();
-                    let mut launch = stream.launch_builder(&self.functions[*kernel]);
-                    for p in &ptrs {
-                        launch.arg(p);
-                    }
-                    let cfg = LaunchConfig {
-                        grid_dim: (k.grid, 1, 1),
-                        block_dim: (k.block, 1, 1),
-                        shared_mem_bytes: 0,
-                    };
-                    // SAFETY: the kernel's parameters are arena buffers of the sizes it was
-                    // generated for.
-                    unsafe { launch.launch(cfg)? };
+                    self.launch_kernel(*kernel, &ptrs)?;
                 }
-                Step::Gemm(_) => {
-                    if let Some(g) = &self.gemms[s] {
-                        g.launch(&self.blas, stream)?;
+                Step::Gemm(g) => {
+                    if let Some((planned, unfused)) = &self.gemms[s] {
+                        planned.launch(&self.blas, stream)?;
+                        if let (true, Some(k), Some(bias)) = (*unfused, g.fallback, g.bias) {
+                            self.launch_kernel(k, &[at(bias), at(g.out)])?;
+                        }
                     }
                 }
             }
@@ -172,6 +184,23 @@ impl CudaExecutable {
                 )?
             };
         }
+        Ok(())
+    }
+
+    /// Queues generated kernel `kernel` on the buffers at `ptrs`.
+    fn launch_kernel(&self, kernel: usize, ptrs: &[u64]) -> CudaResult<()> {
+        let k = &self.plan.kernels[kernel];
+        let mut launch = self.device.stream.launch_builder(&self.functions[kernel]);
+        for p in ptrs {
+            launch.arg(p);
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (k.grid, 1, 1),
+            block_dim: (k.block, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the parameters are arena buffers of the sizes the kernel was generated for.
+        unsafe { launch.launch(cfg)? };
         Ok(())
     }
 

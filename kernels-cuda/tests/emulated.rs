@@ -48,7 +48,8 @@ fn cpu_step(
     (outs, states)
 }
 
-/// The emulated plan's outputs and states after `steps` steps.
+/// The emulated plan's outputs and states after `steps` steps (with `fallback`, every
+/// product's epilogue runs as its generated kernel, as on a device whose cuBLASLt refuses it).
 fn emulated_step(
     plan: &KernelPlan,
     index: usize,
@@ -56,8 +57,10 @@ fn emulated_step(
     inputs: &[HostTensor],
     state: &[(String, HostData)],
     steps: usize,
+    fallback: bool,
 ) -> (Vec<HostTensor>, Vec<HostTensor>) {
     let mut e = Emulated::new(plan, index, lib);
+    e.fallback_epilogues = fallback;
     let node_of = |name: &str| plan.states.iter().find(|s| s.name == name).unwrap().node;
     for (name, v) in state {
         e.write(node_of(name), v);
@@ -89,7 +92,7 @@ fn every_op_case_matches_the_cpu_when_emulated() {
     let mut failures = Vec::new();
     for (i, (case, (g, inputs))) in all.iter().zip(&built).enumerate() {
         let (want, _) = cpu_step(g, inputs, &[], 1);
-        let (got, _) = emulated_step(&plans[i], i, &lib, inputs, &[], 1);
+        let (got, _) = emulated_step(&plans[i], i, &lib, inputs, &[], 1, false);
         for (k, (a, b)) in got.iter().zip(&want).enumerate() {
             if let Err(e) = common::same(a, b, case.tol) {
                 failures.push(format!("{} output {}: {e}", case.name, g.outputs()[k].0));
@@ -127,6 +130,7 @@ fn training_matches(
     model: hasten_nn::prelude::Sequential,
     dims: &[usize],
     steps: usize,
+    fallback: bool,
 ) {
     if !compiler_or_skip(test) {
         return;
@@ -146,7 +150,7 @@ fn training_matches(
         .collect();
     let state = random_state(&plan.graph);
     let (want_out, want_state) = cpu_step(&g, &inputs, &state, steps);
-    let (got_out, got_state) = emulated_step(&plan, 0, &lib, &inputs, &state, steps);
+    let (got_out, got_state) = emulated_step(&plan, 0, &lib, &inputs, &state, steps, fallback);
     for (k, (a, b)) in got_out.iter().zip(&want_out).enumerate() {
         common::same(a, b, 1e-4).unwrap_or_else(|e| panic!("output {}: {e}", plan.outputs[k].0));
     }
@@ -157,7 +161,19 @@ fn training_matches(
 
 #[test]
 fn mlp_train_steps_match_the_cpu_when_emulated() {
-    training_matches("mlp_emulated", models::mlp(), &[models::BATCH, 784], 3);
+    training_matches(
+        "mlp_emulated",
+        models::mlp(),
+        &[models::BATCH, 784],
+        3,
+        false,
+    );
+}
+
+#[test]
+fn mlp_train_steps_match_with_the_fallback_epilogue_kernels() {
+    let dims = [models::BATCH, 784];
+    training_matches("mlp_fallback", models::mlp(), &dims, 2, true);
 }
 
 #[test]
@@ -167,5 +183,6 @@ fn cnn_train_steps_match_the_cpu_when_emulated() {
         models::cnn(),
         &[models::BATCH, 28, 28, 1],
         2,
+        false,
     );
 }

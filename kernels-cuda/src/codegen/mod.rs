@@ -4,6 +4,7 @@
 
 mod conv;
 mod elementwise;
+mod epilogue;
 mod index;
 mod layout;
 mod misc;
@@ -13,6 +14,7 @@ mod random;
 mod reduce;
 
 pub use elementwise::{fused_group, group_inputs};
+pub use epilogue::bias_relu;
 
 use hasten_tensor::ir::{Graph, NodeId, Op};
 use hasten_tensor::DType;

@@ -29,6 +29,9 @@ pub struct Gemm {
     pub trans_b: bool,
     /// Products in the batch (1 when unbatched).
     pub batch: usize,
+    /// The generated kernel (index into the plan's kernels) that applies the epilogue when
+    /// cuBLASLt has no algorithm with it for this shape.
+    pub fallback: Option<usize>,
 }
 
 impl Gemm {
@@ -70,6 +73,7 @@ impl Gemm {
             trans_a: transpose_b,
             trans_b: transpose_a,
             batch: dims[..r - 2].iter().product(),
+            fallback: None,
         }
     }
 

@@ -143,6 +143,9 @@ pub struct Emulated<'a> {
     index: usize,
     lib: &'a Library,
     arena: Vec<u64>,
+    /// Run each product's epilogue as its generated fallback kernel, as the device does when
+    /// cuBLASLt has no algorithm with the epilogue.
+    pub fallback_epilogues: bool,
 }
 
 impl<'a> Emulated<'a> {
@@ -153,6 +156,7 @@ impl<'a> Emulated<'a> {
             index,
             lib,
             arena: vec![0; plan.layout.arena_bytes.div_ceil(8) + 1],
+            fallback_epilogues: false,
         };
         for (off, bytes) in &plan.layout.constants {
             e.bytes_mut()[*off..*off + bytes.len()].copy_from_slice(bytes);
@@ -206,22 +210,36 @@ impl<'a> Emulated<'a> {
                     reads,
                     writes,
                 } => {
-                    let k = &self.plan.kernels[*kernel];
-                    let mut args: Vec<*mut c_void> = reads
-                        .iter()
-                        .chain(writes)
-                        .map(|&id| self.ptr(id) as *mut c_void)
-                        .collect();
-                    let f = self.lib.launch(self.index, &k.name);
-                    // SAFETY: the arguments are the arena buffers the kernel was generated for.
-                    unsafe { f(args.as_mut_ptr(), k.grid, k.block) };
+                    let ids: Vec<_> = reads.iter().chain(writes).copied().collect();
+                    self.kernel(*kernel, &ids);
                 }
-                Step::Gemm(g) => self.gemm(g),
+                Step::Gemm(g) => match (g.fallback, g.bias) {
+                    (Some(k), Some(bias)) if self.fallback_epilogues => {
+                        self.gemm(&Gemm {
+                            bias: None,
+                            relu: false,
+                            ..*g
+                        });
+                        self.kernel(k, &[bias, g.out]);
+                    }
+                    _ => self.gemm(g),
+                },
             }
         }
         for c in &self.plan.copies {
             self.bytes_mut().copy_within(c.src..c.src + c.bytes, c.dst);
         }
+    }
+
+    /// Runs generated kernel `kernel` on the buffers of `ids`.
+    fn kernel(&mut self, kernel: usize, ids: &[hasten_tensor::NodeId]) {
+        let k = &self.plan.kernels[kernel];
+        let (name, grid, block) = (k.name.clone(), k.grid, k.block);
+        let mut args: Vec<*mut c_void> =
+            ids.iter().map(|&id| self.ptr(id) as *mut c_void).collect();
+        let f = self.lib.launch(self.index, &name);
+        // SAFETY: the arguments are the arena buffers the kernel was generated for.
+        unsafe { f(args.as_mut_ptr(), grid, block) };
     }
 
     /// cuBLASLt's column-major `C = op(A)·op(B)` (+ bias per row, ReLU), by loops.
