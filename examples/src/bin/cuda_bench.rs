@@ -21,6 +21,9 @@ struct Args {
     batches: Vec<usize>,
 }
 
+/// A benchmarked model: its name, how to build it, and one sample's shape.
+type Bench = (&'static str, fn() -> Sequential, &'static [usize]);
+
 fn mlp() -> Sequential {
     let mut m = Sequential::new().seed(1);
     m.add(
@@ -85,8 +88,7 @@ fn epoch_seconds(
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let backend = CudaBackend::new(0)?;
     println!("device {}", backend.device_name()?);
-    let models: [(&str, fn() -> Sequential, &[usize]); 2] =
-        [("mlp", mlp, &[784]), ("cnn", cnn, &[28, 28, 1])];
+    let models: [Bench; 2] = [("mlp", mlp, &[784]), ("cnn", cnn, &[28, 28, 1])];
     for (name, build, dims) in models {
         let d = data(args.samples, dims)?;
         for &batch in &args.batches {
