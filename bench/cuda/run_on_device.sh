@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check of the CUDA backend, on a GPU machine without Rust (it has CUDA, PyTorch and
 # JAX). Run from the folder the binaries were carried into (see README.md):
-#   bin/{plan,nvrtc_kernels,gpu_ops,gpu_training}  stripped test binaries of hasten-cuda
+#   bin/{plan,nvrtc_kernels,emulated,gpu_ops,gpu_training}  stripped test binaries of hasten-cuda
 #   bin/{cuda_matmul,cuda_bench}                   stripped example binaries
 #   peers.py                                       PyTorch eager and torch.compile timings
 # Prints one block per check and the benchmark table; exits non-zero if any check failed.
@@ -32,6 +32,7 @@ check() {
 export HASTEN_REQUIRE_GPU=1
 check "plan (device-free)" "$BIN/plan"
 check "NVRTC compile of every kernel" "$BIN/nvrtc_kernels"
+check "kernels emulated on the host vs CPU (skips without c++)" "$BIN/emulated"
 check "every op forward+gradient vs CPU" "$BIN/gpu_ops" --test-threads 1
 check "100 steps MLP/CNN vs CPU, warm step allocates nothing" "$BIN/gpu_training" --test-threads 1
 check "SGEMM 4096³ vs CPU, TFLOP/s" "$BIN/cuda_matmul"
