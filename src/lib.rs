@@ -13,6 +13,11 @@ pub use hasten_tensor as tensor;
 #[cfg(feature = "tpu")]
 pub use hasten_tpu as tpu;
 
+/// The CUDA backend: NVIDIA GPUs through cuBLASLt and NVRTC-generated kernels (feature
+/// `cuda`).
+#[cfg(feature = "cuda")]
+pub use hasten_cuda as cuda;
+
 /// Data-parallel strategies (feature `parallel`).
 #[cfg(feature = "parallel")]
 pub use hasten_parallel as parallel;
@@ -23,6 +28,9 @@ pub mod prelude {
     pub use hasten_tensor::{Backend, CpuBackend};
     #[cfg(feature = "tpu")]
     pub use hasten_tpu::PjrtBackend;
+
+    #[cfg(feature = "cuda")]
+    pub use hasten_cuda::{CudaBackend, CudaOptions};
 
     #[cfg(feature = "parallel")]
     pub use hasten_parallel::Mirrored;

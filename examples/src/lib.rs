@@ -18,8 +18,8 @@ pub struct TrainArgs {
     /// Samples per step.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Backend to train on: `cpu`, or `pjrt` (a PJRT plugin: `--plugin`, else
-    /// `$HASTEN_PJRT_PLUGIN`).
+    /// Backend to train on: `cpu`, `cuda` (NVIDIA GPU 0) or `pjrt` (a PJRT plugin:
+    /// `--plugin`, else `$HASTEN_PJRT_PLUGIN`).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
     /// The PJRT plugin for `--backend pjrt` (`libtpu.so`, the CUDA or the CPU plugin).
@@ -57,7 +57,15 @@ impl TrainArgs {
                 println!("PJRT device: {kind}");
                 Ok(std::sync::Arc::new(backend))
             }
-            other => Err(format!("unknown backend {other:?}; available: cpu, pjrt")),
+            "cuda" => {
+                let backend = CudaBackend::new(0).map_err(|e| e.to_string())?;
+                let name = backend.device_name().map_err(|e| e.to_string())?;
+                println!("CUDA device: {name}");
+                Ok(std::sync::Arc::new(backend))
+            }
+            other => Err(format!(
+                "unknown backend {other:?}; available: cpu, cuda, pjrt"
+            )),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! A compiled graph on the CPU: locations for every value, a list of steps (single kernels or
 //! fused loops), one arena laid out by the memory plan, and the state buffers.
 
-use super::affine::{self, Affine};
 use super::buffer::AlignedBuf;
 use super::conv_block::{self, BlockStep, Blocks};
 use super::denormals::FlushDenormals;
@@ -18,9 +17,11 @@ use crate::backend::Executable;
 use crate::collective::Communicator;
 use crate::host::{HostData, HostSlice, HostTensor};
 use crate::ir::{Graph, Node, NodeId, Op};
+use crate::passes::affine::Affine;
 use crate::passes::fusion::{self, FusionGroup};
 use crate::passes::memory_plan::{self, StepBuffers};
-use crate::{passes, DType, Error, Result};
+use crate::passes::pipeline;
+use crate::{DType, Error, Result};
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -183,6 +184,137 @@ fn check_supported(graph: &Graph) -> Result<()> {
     Ok(())
 }
 
+/// The leaves of a graph placed: where every node lives before the steps are known (inputs,
+/// state, constants, views; everything else in the arena), the input order and the state
+/// slots.
+struct Leaves {
+    locs: Vec<Loc>,
+    input_nodes: Vec<NodeId>,
+    input_names: Vec<String>,
+    state: Vec<StateSlot>,
+    consts: Vec<AlignedBuf>,
+}
+
+fn place_leaves(graph: &Graph) -> Leaves {
+    let nodes = graph.nodes();
+    let mut locs = vec![Loc::Nowhere; nodes.len()];
+    let inputs = graph.inputs();
+    let input_nodes: Vec<NodeId> = inputs.iter().map(|(_, id)| *id).collect();
+    let input_names: Vec<String> = inputs.iter().map(|(s, _)| s.to_string()).collect();
+    for (k, id) in input_nodes.iter().enumerate() {
+        locs[id.0] = Loc::Input(k);
+    }
+    let mut state = Vec::new();
+    for (s, (name, id)) in graph.parameters().into_iter().enumerate() {
+        locs[id.0] = Loc::State(s);
+        let bytes = bytes_of(&nodes[id.0]);
+        state.push(StateSlot {
+            name: name.to_string(),
+            node: id,
+            cur: AlignedBuf::zeroed(bytes),
+            next: AlignedBuf::zeroed(bytes),
+            update: None,
+            pinned: false,
+            in_place: false,
+        });
+    }
+    let mut consts = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        match &node.op {
+            Op::Constant(value) => {
+                locs[i] = Loc::Const(consts.len());
+                consts.push(AlignedBuf::from_bytes(value.data.as_slice().as_bytes()));
+            }
+            op if op.is_view() => locs[i] = Loc::View(node.inputs[0]),
+            Op::Input { .. } | Op::Parameter { .. } => {}
+            _ => locs[i] = Loc::Arena(0),
+        }
+    }
+    Leaves {
+        locs,
+        input_nodes,
+        input_names,
+        state,
+        consts,
+    }
+}
+
+/// What the step list is built from: the graph and the patterns found in it.
+struct StepInputs<'a> {
+    graph: &'a Graph,
+    blocks: &'a Blocks,
+    block_of: &'a [Option<usize>],
+    groups: &'a [FusionGroup],
+    group_of: &'a [Option<usize>],
+    affines: &'a [Option<Affine>],
+    absorbed: &'a [bool],
+}
+
+/// The steps in node order (a block or group at its first member, an epilogue product at its
+/// group's step) and the step that computes each node.
+fn build_steps(p: &StepInputs<'_>) -> (Vec<Step>, Vec<Option<usize>>) {
+    let StepInputs {
+        graph,
+        blocks,
+        block_of,
+        groups,
+        group_of,
+        affines,
+        absorbed,
+    } = *p;
+    let nodes = graph.nodes();
+    let n = nodes.len();
+    let mut steps = Vec::new();
+    let (mut node_step, mut block_step) = (vec![None; n], vec![None; blocks.steps.len()]);
+    let mut group_step = vec![None; groups.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        let computed = !node.inputs.is_empty() && !node.op.is_view();
+        if !computed {
+            continue;
+        }
+        if let Some(b) = block_of[i] {
+            let step = &blocks.steps[b];
+            if step.anchor().0 == i {
+                block_step[b] = Some(steps.len());
+                steps.push(Step::Block {
+                    step: step.clone(),
+                    workspace: 0,
+                });
+            }
+            continue;
+        }
+        match group_of[i] {
+            Some(g) if groups[g].members[0].0 == i => {
+                group_step[g] = Some(steps.len());
+                if let Some(a) = affines[g] {
+                    node_step[a.matmul.0] = Some(steps.len());
+                    steps.push(Step::Affine(a));
+                } else {
+                    steps.push(build_fused(graph, &groups[g], group_of, g));
+                }
+            }
+            Some(_) => {}
+            // A product absorbed into an epilogue runs at its group's step.
+            None if absorbed[i] => {}
+            None => {
+                node_step[i] = Some(steps.len());
+                steps.push(Step::Node {
+                    id: NodeId(i),
+                    workspace: 0,
+                });
+            }
+        }
+    }
+    let step_of: Vec<Option<usize>> = (0..n)
+        .map(|i| match (block_of[i], group_of[i]) {
+            (Some(b), _) => block_step[b],
+            (None, Some(g)) => group_step[g],
+            (None, None) => node_step[i],
+        })
+        .collect();
+    (steps, step_of)
+}
+
 impl CpuExecutable {
     /// Compiles `graph` with the given optimisations.
     pub fn compile(graph: &Graph, options: CpuOptions) -> Result<Self> {
@@ -197,97 +329,58 @@ impl CpuExecutable {
         communicator: Option<Arc<dyn Communicator>>,
     ) -> Result<Self> {
         check_communicator(graph, communicator.is_some())?;
-        let graph = if options.simplify {
-            passes::simplify(graph)?
-        } else {
-            graph.clone()
-        };
-        check_supported(&graph)?;
-        let nodes = graph.nodes();
-        let n = nodes.len();
-
-        // Leaves.
-        let mut locs = vec![Loc::Nowhere; n];
-        let inputs = graph.inputs();
-        let input_nodes: Vec<NodeId> = inputs.iter().map(|(_, id)| *id).collect();
-        let input_names: Vec<String> = inputs.iter().map(|(s, _)| s.to_string()).collect();
-        for (k, id) in input_nodes.iter().enumerate() {
-            locs[id.0] = Loc::Input(k);
-        }
-        let mut state = Vec::new();
-        for (s, (name, id)) in graph.parameters().into_iter().enumerate() {
-            locs[id.0] = Loc::State(s);
-            let bytes = bytes_of(&nodes[id.0]);
-            state.push(StateSlot {
-                name: name.to_string(),
-                node: id,
-                cur: AlignedBuf::zeroed(bytes),
-                next: AlignedBuf::zeroed(bytes),
-                update: None,
-                pinned: false,
-                in_place: false,
-            });
-        }
-        let mut consts = Vec::new();
-        for (i, node) in nodes.iter().enumerate() {
-            match &node.op {
-                Op::Constant(value) => {
-                    locs[i] = Loc::Const(consts.len());
-                    consts.push(AlignedBuf::from_bytes(value.data.as_slice().as_bytes()));
-                }
-                op if op.is_view() => locs[i] = Loc::View(node.inputs[0]),
-                Op::Input { .. } | Op::Parameter { .. } => {}
-                _ => locs[i] = Loc::Arena(0),
-            }
-        }
-
-        // Fusion groups: their interior values live nowhere.
-        let outputs = graph.outputs().to_vec();
-        let updates = graph.updates().to_vec();
-        let needed = |id: NodeId| {
-            outputs.iter().any(|(_, o)| *o == id) || updates.iter().any(|(_, v)| *v == id)
-        };
-        // Fused convolution blocks: their interior values live nowhere.
+        let mut prepared = pipeline::prepare(graph, options.simplify)?;
+        check_supported(&prepared.graph)?;
+        // Fused convolution blocks (the CPU's own pattern): their interior values live nowhere.
         let blocks = if options.fuse {
-            conv_block::find(&graph, &needed)
+            conv_block::find(&prepared.graph, &|id| prepared.is_needed(id))
         } else {
             Blocks::default()
         };
-        let mut block_of = vec![None; n];
+        let mut block_of = vec![None; prepared.graph.nodes().len()];
         for (b, step) in blocks.steps.iter().enumerate() {
             for m in step.members() {
                 block_of[m.0] = Some(b);
             }
+        }
+        prepared.fuse(options.fuse, &|id| block_of[id.0].is_some());
+        let pipeline::Prepared {
+            graph,
+            groups,
+            group_of,
+            affines,
+            absorbed,
+            ..
+        } = prepared;
+        let nodes = graph.nodes();
+        let n = nodes.len();
+
+        // Leaves: inputs, state and constants, each where it lives.
+        let Leaves {
+            mut locs,
+            input_nodes,
+            input_names,
+            mut state,
+            consts,
+        } = place_leaves(&graph);
+
+        // Fusion groups and blocks: their interior values live nowhere; nor does a product
+        // absorbed into an epilogue.
+        let outputs = graph.outputs().to_vec();
+        let updates = graph.updates().to_vec();
+        for step in &blocks.steps {
             for m in step.interior() {
                 locs[m.0] = Loc::Nowhere;
             }
         }
-        let groups = if options.fuse {
-            fusion::elementwise_groups(&graph, &needed, &|id| block_of[id.0].is_some())
-        } else {
-            Vec::new()
-        };
-        let mut group_of = vec![None; n];
-        for (g, group) in groups.iter().enumerate() {
+        for group in &groups {
             for m in &group.members {
-                group_of[m.0] = Some(g);
                 if !group.outputs.contains(m) {
                     locs[m.0] = Loc::Nowhere;
                 }
             }
         }
-
-        // Groups that become their product's epilogue; the product's own value is not stored.
-        let affines: Vec<Option<Affine>> = groups
-            .iter()
-            .map(|group| {
-                let own_step = |id: NodeId| block_of[id.0].is_none() && group_of[id.0].is_none();
-                affine::find(&graph, group, &own_step, &needed)
-            })
-            .collect();
-        let mut absorbed = vec![false; n];
         for a in affines.iter().flatten() {
-            absorbed[a.matmul.0] = true;
             locs[a.matmul.0] = Loc::Nowhere;
         }
 
@@ -302,54 +395,16 @@ impl CpuExecutable {
         }
 
         // Steps, in node order; a fused group runs at its first member.
-        let mut steps = Vec::new();
-        let (mut node_step, mut block_step) = (vec![None; n], vec![None; blocks.steps.len()]);
-        let mut group_step = vec![None; groups.len()];
-        for (i, node) in nodes.iter().enumerate() {
-            let computed = !node.inputs.is_empty() && !node.op.is_view();
-            if !computed {
-                continue;
-            }
-            if let Some(b) = block_of[i] {
-                let step = &blocks.steps[b];
-                if step.anchor().0 == i {
-                    block_step[b] = Some(steps.len());
-                    steps.push(Step::Block {
-                        step: step.clone(),
-                        workspace: 0,
-                    });
-                }
-                continue;
-            }
-            match group_of[i] {
-                Some(g) if groups[g].members[0].0 == i => {
-                    group_step[g] = Some(steps.len());
-                    if let Some(a) = affines[g] {
-                        node_step[a.matmul.0] = Some(steps.len());
-                        steps.push(Step::Affine(a));
-                    } else {
-                        steps.push(build_fused(&graph, &groups[g], &group_of, g));
-                    }
-                }
-                Some(_) => {}
-                // A product absorbed into an epilogue runs at its group's step.
-                None if absorbed[i] => {}
-                None => {
-                    node_step[i] = Some(steps.len());
-                    steps.push(Step::Node {
-                        id: NodeId(i),
-                        workspace: 0,
-                    });
-                }
-            }
-        }
-        let step_of: Vec<Option<usize>> = (0..n)
-            .map(|i| match (block_of[i], group_of[i]) {
-                (Some(b), _) => block_step[b],
-                (None, Some(g)) => group_step[g],
-                (None, None) => node_step[i],
-            })
-            .collect();
+        let prepared_steps = StepInputs {
+            graph: &graph,
+            blocks: &blocks,
+            block_of: &block_of,
+            groups: &groups,
+            group_of: &group_of,
+            affines: &affines,
+            absorbed: &absorbed,
+        };
+        let (mut steps, step_of) = build_steps(&prepared_steps);
 
         // Batch-tiled runs of steps.
         let threads = pool::global().threads();

@@ -1,7 +1,6 @@
 //! The CPU backend: compiles a graph into a planned sequence of kernels over one arena, so
 //! that after the first step a step allocates nothing.
 
-mod affine;
 mod buffer;
 mod conv_block;
 mod denormals;

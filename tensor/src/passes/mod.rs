@@ -1,10 +1,12 @@
 //! Graph passes shared by every backend: they simplify the graph and describe how to execute
 //! it (fusion groups, memory plan) without knowing any device.
 
+pub mod affine;
 mod const_fold;
 mod dce;
 pub mod fusion;
 pub mod memory_plan;
+pub mod pipeline;
 
 pub use const_fold::fold_constants;
 pub use dce::eliminate_dead_nodes;

@@ -1,5 +1,5 @@
 //! Products whose bias add, and ReLU if there is one, run as the GEMM's epilogue: a Dense
-//! layer's `relu(x·W + b)` as one kernel.
+//! layer's `relu(x·W + b)` as one kernel (the CPU's GEMM epilogue, cuBLASLt's `RELU_BIAS`).
 //!
 //! Fusion alone puts the bias add and the ReLU in one elementwise loop after the product, so
 //! the pre-activation still goes to memory and back (at batch 128, 64 KB written by one pass
@@ -12,7 +12,7 @@ use crate::DType;
 
 /// A product, its bias and whether a ReLU follows, computed by one GEMM into `out`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Affine {
+pub struct Affine {
     /// The `MatMul` node (whose own value is never stored).
     pub matmul: NodeId,
     /// The `[n]` bias added to every row.
@@ -27,7 +27,7 @@ pub(super) struct Affine {
 /// `matmul + bias` or `relu(matmul + bias)` and the product is used by nothing else.
 /// `own_step(id)` says whether a node runs as a step of its own (not in a group or block),
 /// `needed(id)` whether it is a graph output or state update.
-pub(super) fn find(
+pub fn find(
     graph: &Graph,
     group: &FusionGroup,
     own_step: &dyn Fn(NodeId) -> bool,

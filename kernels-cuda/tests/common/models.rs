@@ -1,0 +1,106 @@
+//! The reference models and the graphs their training compiles.
+
+use hasten_nn::prelude::*;
+use hasten_tensor::{Backend, CpuBackend, Executable, Graph, HostTensor};
+use std::sync::{Arc, Mutex};
+
+/// Samples per step in these tests.
+pub const BATCH: usize = 32;
+
+/// Dense(128, relu, input 784) → Dense(10, softmax).
+pub fn mlp() -> Sequential {
+    let mut m = Sequential::new().seed(3);
+    m.add(
+        Dense::new(128)
+            .activation(Activation::Relu)
+            .input_shape([784]),
+    );
+    m.add(Dense::new(10).activation(Activation::Softmax));
+    m
+}
+
+/// Conv2D(32, 3×3, relu, 28×28×1) → MaxPooling2D(2×2) → Flatten → Dense(10, softmax).
+pub fn cnn() -> Sequential {
+    let mut m = Sequential::new().seed(4);
+    m.add(
+        Conv2D::new(32, [3, 3])
+            .activation(Activation::Relu)
+            .input_shape([28, 28, 1]),
+    );
+    m.add(MaxPooling2D::new([2, 2]));
+    m.add(Flatten::new());
+    m.add(Dense::new(10).activation(Activation::Softmax));
+    m
+}
+
+/// One batch of pixel-like inputs of `dims` and labels 0..10.
+pub fn batch(dims: &[usize]) -> (HostTensor, HostTensor) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(50);
+    let n: usize = dims.iter().product();
+    let x = (0..n).map(|_| rng.random_range(0.0f32..1.0)).collect();
+    let y = (0..dims[0]).map(|_| rng.random_range(0..10)).collect();
+    (
+        HostTensor::f32(dims.to_vec(), x).unwrap(),
+        HostTensor::i32([dims[0]], y).unwrap(),
+    )
+}
+
+/// Compiles on the CPU and keeps a copy of every graph it is given.
+#[derive(Default)]
+pub struct Recorder {
+    /// The graphs, in compile order.
+    pub graphs: Mutex<Vec<Graph>>,
+}
+
+impl Backend for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn compile(&self, graph: &Graph) -> hasten_tensor::Result<Box<dyn Executable>> {
+        self.graphs.lock().unwrap().push(graph.clone());
+        CpuBackend::new().compile(graph)
+    }
+}
+
+/// Compiles `model` for training with Adam and sparse categorical cross-entropy on
+/// `backend`.
+pub fn compile(model: &mut Sequential, backend: Arc<dyn Backend>) {
+    model.set_backend(backend).unwrap();
+    model
+        .compile(
+            Adam::default(),
+            Loss::sparse_categorical_crossentropy(),
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+}
+
+/// Trains `model` for `steps` steps (one batch per epoch) on `backend`: the per-step losses and
+/// the final state.
+pub fn train(
+    mut model: Sequential,
+    backend: Arc<dyn Backend>,
+    data: &(HostTensor, HostTensor),
+    steps: usize,
+) -> (Vec<f64>, std::collections::BTreeMap<String, HostTensor>) {
+    compile(&mut model, backend);
+    let options = FitOptions::epochs(steps)
+        .batch_size(data.0.shape.dims()[0])
+        .shuffle(false)
+        .verbose(Verbosity::Silent);
+    let history = model.fit(&data.0, &data.1, options).unwrap();
+    let losses = history.get("loss").unwrap().to_vec();
+    (losses, model.get_state().unwrap())
+}
+
+/// Every graph that two training steps (and their evaluation) of `model` compile.
+pub fn train_graphs(model: Sequential, dims: &[usize]) -> Vec<Graph> {
+    let recorder = Arc::new(Recorder::default());
+    let data = batch(dims);
+    train(model, recorder.clone(), &data, 2);
+    let graphs = recorder.graphs.lock().unwrap().clone();
+    assert!(!graphs.is_empty(), "training compiled no graph");
+    graphs
+}
