@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds (here, where Rust is) the release test binaries of hasten-cuda and the two CUDA
-# examples, strips them, and puts them in bench/cuda/bin/ next to run_on_device.sh, so that
-# bench/cuda/ can be carried to a GPU machine without Rust.
+# Builds (here, where Rust is) the release test binaries of hasten-cuda, the CUDA examples
+# and the MNIST examples (run there with --backend cuda), strips them, and puts them in
+# bench/cuda/bin/ next to run_on_device.sh, so that bench/cuda/ can be carried to a GPU
+# machine without Rust.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=bench/cuda/bin
@@ -17,7 +18,8 @@ for line in sys.stdin:
 while read -r name exe; do
   [ -n "$name" ] && strip -o "$OUT/$name" "$exe"
 done <<< "$tests"
-cargo build --release -p hasten-examples --bin cuda_matmul --bin cuda_bench
+bins="cuda_matmul cuda_bench mnist_mlp mnist_cnn"
+cargo build --release -p hasten-examples $(printf -- '--bin %s ' $bins)
 TARGET="${CARGO_TARGET_DIR:-target}"
-for b in cuda_matmul cuda_bench; do strip -o "$OUT/$b" "$TARGET/release/$b"; done
+for b in $bins; do strip -o "$OUT/$b" "$TARGET/release/$b"; done
 ls -la "$OUT"
