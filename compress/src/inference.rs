@@ -6,6 +6,7 @@
 use crate::plain::{model_from, plain_view, PlainLayer};
 use crate::sparse::{forward, SparseDense, SparseMatrix};
 use crate::{Error, Result};
+use hasten_nn::model::finite::{describe_non_finite, first_non_finite};
 use hasten_nn::Sequential;
 use hasten_tensor::HostTensor;
 use std::collections::BTreeMap;
@@ -47,6 +48,7 @@ pub struct SparseModel {
     plan: Plan,
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
+    check_finite: bool,
 }
 
 /// A model's layers as stages.
@@ -78,7 +80,14 @@ impl SparseModel {
             plan: Plan::new(&layers, &weights, choice.threshold())?,
             input_shape,
             output_shape,
+            check_finite: model.checks_finite(),
         })
+    }
+
+    /// Whether `predict` refuses input holding NaN or infinities, as `Sequential::predict`
+    /// does (taken from the model it was made from; on by default).
+    pub fn set_check_finite(&mut self, on: bool) {
+        self.check_finite = on;
     }
 
     /// The layers that run sparse, with their densities.
@@ -101,6 +110,15 @@ impl SparseModel {
             )));
         }
         let (values, samples, batch) = (x.as_f32()?, dims[0], batch_size.max(1));
+        if self.check_finite {
+            if let Some(i) = first_non_finite(values) {
+                return Err(Error::config(format!(
+                    "{}; nothing was run. Clean the data, or call \
+                     `SparseModel::set_check_finite(false)` to run on it anyway",
+                    describe_non_finite("x", &x.shape, i, values[i])
+                )));
+            }
+        }
         let width: usize = self.output_shape.iter().product();
         let mut out = vec![0.0; samples * width];
         for start in (0..samples).step_by(batch) {

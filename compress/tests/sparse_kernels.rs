@@ -195,3 +195,20 @@ fn non_finite_inputs_give_what_the_dense_cpu_path_gives() {
     model.set_check_finite(false); // `predict` refuses such data unless told
     assert_predicts_as_dense(&mut model, &x, "non-finite inputs");
 }
+
+#[test]
+fn non_finite_inputs_are_refused_unless_the_check_is_off() {
+    let features = 40;
+    let mut model = mlp_with(features, 0.3, &[], 5);
+    let mut x = sparse_random(40 * features, 0.5, 8);
+    x[features * 6 + 9] = f32::NAN;
+    let x = HostTensor::f32(vec![40, features], x).unwrap();
+    let mut sparse = SparseModel::new(&mut model, SparseChoice::Always).unwrap();
+    let error = sparse.predict(&x, 8).unwrap_err().to_string();
+    assert!(error.contains("x[6] has NaN at (9)"), "{error}");
+    assert!(error.contains("set_check_finite(false)"), "{error}");
+    sparse.set_check_finite(false);
+    let y = values(&sparse.predict(&x, 8).unwrap());
+    assert!(y[6 * 10..7 * 10].iter().all(|v| v.is_nan()));
+    assert!(y[..6 * 10].iter().all(|v| v.is_finite()));
+}

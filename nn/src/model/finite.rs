@@ -58,9 +58,9 @@ pub fn append_and_find_non_finite(values: &[f32], out: &mut Vec<f32>) -> Option<
     first
 }
 
-/// The error for the non-finite value at flat `index` of `x` (dims `[samples, ..]`), named
-/// by sample and position within the sample: "x[100] has NaN at (10, 20, 0)".
-pub(crate) fn non_finite_error(role: &str, shape: &Shape, index: usize, value: f32) -> Error {
+/// Where the non-finite value at flat `index` of `x` (dims `[samples, ..]`) is, by sample
+/// and position within the sample: "x[100] has NaN at (10, 20, 0)".
+pub fn describe_non_finite(role: &str, shape: &Shape, index: usize, value: f32) -> String {
     let per_sample = &shape.dims()[1.min(shape.rank())..];
     let len: usize = per_sample.iter().product::<usize>().max(1);
     let (sample, mut offset) = (index / len, index % len);
@@ -77,11 +77,15 @@ pub(crate) fn non_finite_error(role: &str, shape: &Shape, index: usize, value: f
         "-Inf"
     };
     let position: Vec<String> = position.iter().map(|p| p.to_string()).collect();
+    format!("{role}[{sample}] has {what} at ({})", position.join(", "))
+}
+
+/// The error for the non-finite value at flat `index` of `x`, saying how to run anyway.
+pub(crate) fn non_finite_error(role: &str, shape: &Shape, index: usize, value: f32) -> Error {
     Error::BadData(format!(
-        "{role}[{sample}] has {what} at ({}); nothing was run. Clean the data, or pass \
-         `FitOptions::check_finite(false)` (`Sequential::set_check_finite(false)` for \
-         evaluate and predict) to run on it anyway",
-        position.join(", ")
+        "{}; nothing was run. Clean the data, or pass `FitOptions::check_finite(false)` \
+         (`Sequential::set_check_finite(false)` for evaluate and predict) to run on it anyway",
+        describe_non_finite(role, shape, index, value)
     ))
 }
 

@@ -114,6 +114,11 @@ impl Sequential {
         self.check_finite = on;
     }
 
+    /// Whether `evaluate` and `predict` refuse NaN and infinities (see [`Self::set_check_finite`]).
+    pub fn checks_finite(&self) -> bool {
+        self.check_finite
+    }
+
     /// Appends a layer (Keras's `model.add`).
     pub fn add(&mut self, layer: impl Layer + 'static) -> &mut Self {
         self.add_boxed(Box::new(layer))
