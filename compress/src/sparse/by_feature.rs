@@ -51,23 +51,44 @@ impl ByFeature {
         &self.units[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 
-    /// `y = x · W (+ bias)` for one sample. `FMA` says whether fused multiply-adds are
-    /// available: call with `true` only inside code compiled for FMA.
+    /// Fills `masks` with one bit per input of `x`, 64 inputs a word, set for the rows
+    /// [`Self::sample`] visits: the nonzero inputs, or every input when zero inputs cannot be
+    /// skipped; returns how many are set. `AVX` says whether AVX is available: pass `true`
+    /// only inside code compiled for it.
     ///
-    /// The inputs are taken 64 at a time: a mask of the nonzero ones is built without
-    /// branches and its set bits visited in order, so the branch on each input's zeroness
-    /// (mispredicted at every edge of a digit's strokes) is gone.
+    /// The masks are built without branches and their set bits visited in order, so the
+    /// branch on each input's zeroness (mispredicted at every edge of a digit's strokes) is
+    /// gone.
     #[inline(always)]
-    pub fn sample<const FMA: bool>(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    pub fn rows_to_visit<const AVX: bool>(&self, x: &[f32], masks: &mut Vec<u64>) -> usize {
+        masks.clear();
+        masks.extend(x.chunks(64).map(|chunk| {
+            if self.skip_zero_inputs {
+                nonzero_mask::<AVX>(chunk)
+            } else {
+                u64::MAX >> (64 - chunk.len())
+            }
+        }));
+        masks.iter().map(|m| m.count_ones() as usize).sum()
+    }
+
+    /// `y = x · W (+ bias)` for one sample, visiting the rows set in `masks` (from
+    /// [`Self::rows_to_visit`] for this `x`). `FMA` says whether fused multiply-adds are
+    /// available: call with `true` only inside code compiled for FMA.
+    #[inline(always)]
+    pub fn sample<const FMA: bool>(
+        &self,
+        x: &[f32],
+        masks: &[u64],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
         match bias {
             Some(b) => y.copy_from_slice(b),
             None => y.fill(0.0),
         }
-        for (c, chunk) in x.chunks(64).enumerate() {
-            let mut mask = 0u64;
-            for (k, &v) in chunk.iter().enumerate() {
-                mask |= u64::from(v != 0.0 || !self.skip_zero_inputs) << k;
-            }
+        for (c, &mask) in masks.iter().enumerate() {
+            let mut mask = mask;
             while mask != 0 {
                 let i = c * 64 + mask.trailing_zeros() as usize;
                 mask &= mask - 1;
@@ -98,4 +119,38 @@ impl ByFeature {
 #[inline(always)]
 fn add_product<const FMA: bool>(y: &mut f32, x: f32, w: f32) {
     *y = if FMA { x.mul_add(w, *y) } else { *y + x * w };
+}
+
+/// Bit `k` set where `chunk[k]` (at most 64 values) is not zero (NaN included).
+#[inline(always)]
+fn nonzero_mask<const AVX: bool>(chunk: &[f32]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if AVX && chunk.len() == 64 {
+        // SAFETY: `AVX` is passed only inside code compiled for AVX, and the chunk holds the
+        // 64 values read.
+        return unsafe { x86::nonzero_mask(chunk.as_ptr()) };
+    }
+    let mut mask = 0u64;
+    for (k, &v) in chunk.iter().enumerate() {
+        mask |= u64::from(v != 0.0) << k;
+    }
+    mask
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// [`super::nonzero_mask`] of the 64 values at `x`: a compare and a move-mask per eight.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn nonzero_mask(x: *const f32) -> u64 {
+        let zero = _mm256_setzero_ps();
+        let mut mask = 0u64;
+        for k in 0..8 {
+            let v = _mm256_loadu_ps(x.add(8 * k));
+            let nonzero = _mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero);
+            mask |= u64::from(_mm256_movemask_ps(nonzero) as u8) << (8 * k);
+        }
+        mask
+    }
 }

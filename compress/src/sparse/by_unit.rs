@@ -72,6 +72,41 @@ impl ByUnit {
     }
 }
 
+impl ByUnit {
+    /// `y = x · W (+ bias)` for one sample: a dot product of each unit's nonzeros with the
+    /// inputs they read, in four interleaved partial sums. No input is skipped.
+    #[inline(always)]
+    pub fn sample<const FMA: bool>(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        for (j, y) in y.iter_mut().enumerate() {
+            let (a, b) = (self.offsets[j] as usize, self.offsets[j + 1] as usize);
+            let (rows, weights) = (&self.features[a..b], &self.weights[a..b]);
+            let mut acc = [0.0f32; 4];
+            let mut rows4 = rows.chunks_exact(4);
+            let mut weights4 = weights.chunks_exact(4);
+            for (r, w) in (&mut rows4).zip(&mut weights4) {
+                for k in 0..4 {
+                    acc[k] = add_product::<FMA>(acc[k], w[k], x[r[k] as usize]);
+                }
+            }
+            for (&r, &w) in rows4.remainder().iter().zip(weights4.remainder()) {
+                acc[0] = add_product::<FMA>(acc[0], w, x[r as usize]);
+            }
+            let sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+            *y = sum + bias.map_or(0.0, |b| b[j]);
+        }
+    }
+}
+
+/// `acc + w · x`.
+#[inline(always)]
+fn add_product<const FMA: bool>(acc: f32, w: f32, x: f32) -> f32 {
+    if FMA {
+        w.mul_add(x, acc)
+    } else {
+        acc + w * x
+    }
+}
+
 /// `Σ w · tile[i]` over one unit's nonzeros, in four interleaved partial sums.
 #[inline(always)]
 fn unit_sum<const FMA: bool>(rows: &[u32], weights: &[f32], tile: &[Lanes]) -> Lanes {

@@ -76,6 +76,7 @@ struct TileScratch {
 
 thread_local! {
     static ROWS: RefCell<PingPong<f32>> = RefCell::default();
+    static MASKS: RefCell<Vec<u64>> = RefCell::default();
     static TILES: RefCell<TileScratch> = RefCell::default();
 }
 
@@ -89,16 +90,18 @@ pub fn forward<L: SparseLayer>(layers: &[L], x: &[f32], y: &mut [f32]) {
     let y = &mut y[..samples * last.matrix().units];
     if samples < TILED_FROM {
         ROWS.with_borrow_mut(|rows| {
-            with_fma(
-                #[inline(always)]
-                |fma| {
-                    if fma {
-                        by_samples::<true, L>(layers, x, y, rows)
-                    } else {
-                        by_samples::<false, L>(layers, x, y, rows)
-                    }
-                },
-            )
+            MASKS.with_borrow_mut(|masks| {
+                with_fma(
+                    #[inline(always)]
+                    |fma| {
+                        if fma {
+                            by_samples::<true, L>(layers, x, y, rows, masks)
+                        } else {
+                            by_samples::<false, L>(layers, x, y, rows, masks)
+                        }
+                    },
+                )
+            })
         });
     } else {
         tiled(layers, x, y);
@@ -117,13 +120,14 @@ fn with_fma<R>(f: impl FnOnce(bool) -> R) -> R {
     }
 }
 
-/// Sample by sample, zero inputs skipped.
+/// Sample by sample, each product in the form that costs less for its inputs.
 #[inline(always)]
 fn by_samples<const FMA: bool, L: SparseLayer>(
     layers: &[L],
     x: &[f32],
     y: &mut [f32],
     rows: &mut PingPong<f32>,
+    masks: &mut Vec<u64>,
 ) {
     let features = layers[0].matrix().features.max(1);
     let units = layers[layers.len() - 1].matrix().units.max(1);
@@ -135,10 +139,7 @@ fn by_samples<const FMA: bool, L: SparseLayer>(
             rows,
             #[inline(always)]
             |layer, x, y| {
-                layer
-                    .matrix()
-                    .by_feature()
-                    .sample::<FMA>(x, layer.bias(), y);
+                layer.matrix().sample::<FMA>(x, layer.bias(), y, masks);
                 if !non_finite::finite(x) {
                     non_finite::poison_row(layer.matrix(), x, y);
                 }
@@ -226,7 +227,7 @@ fn through<L: SparseLayer, E: Copy + Default>(
     first: &[E],
     last: &mut [E],
     between: &mut PingPong<E>,
-    step: impl Fn(&L, &[E], &mut [E]),
+    mut step: impl FnMut(&L, &[E], &mut [E]),
 ) {
     let widest = layers.iter().map(|l| l.matrix().units).max().unwrap_or(0);
     grow(&mut between.a, widest);
