@@ -2,6 +2,7 @@
 //! that after the first step a step allocates nothing.
 
 mod buffer;
+mod compile;
 mod conv_block;
 mod denormals;
 mod executable;
