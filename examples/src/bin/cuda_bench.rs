@@ -7,6 +7,7 @@
 use clap::Parser;
 use hasten::cuda::CudaBackend;
 use hasten::prelude::*;
+use hasten_examples::{compile_reference, reference_cnn, reference_mlp};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,32 +22,8 @@ struct Args {
     batches: Vec<usize>,
 }
 
-/// A benchmarked model: its name, how to build it, and one sample's shape.
-type Bench = (&'static str, fn() -> Sequential, &'static [usize]);
-
-fn mlp() -> Sequential {
-    let mut m = Sequential::new().seed(1);
-    m.add(
-        Dense::new(128)
-            .activation(Activation::Relu)
-            .input_shape([784]),
-    );
-    m.add(Dense::new(10).activation(Activation::Softmax));
-    m
-}
-
-fn cnn() -> Sequential {
-    let mut m = Sequential::new().seed(1);
-    m.add(
-        Conv2D::new(32, [3, 3])
-            .activation(Activation::Relu)
-            .input_shape([28, 28, 1]),
-    );
-    m.add(MaxPooling2D::new([2, 2]));
-    m.add(Flatten::new());
-    m.add(Dense::new(10).activation(Activation::Softmax));
-    m
-}
+/// A benchmarked model: its name, how to build it from a seed, and one sample's shape.
+type Bench = (&'static str, fn(u64) -> Sequential, &'static [usize]);
 
 /// MNIST-shaped random data: `x` of `[samples, dims…]` in [0, 1), labels 0..10.
 fn data(
@@ -69,11 +46,7 @@ fn epoch_seconds(
     batch: usize,
 ) -> Result<f64, Box<dyn std::error::Error>> {
     model.set_backend(Arc::new(CudaBackend::new(0)?))?;
-    model.compile(
-        Adam::default(),
-        Loss::sparse_categorical_crossentropy(),
-        &[Metric::Accuracy],
-    )?;
+    let mut model = compile_reference(model)?;
     let options = || {
         FitOptions::epochs(1)
             .batch_size(batch)
@@ -88,11 +61,14 @@ fn epoch_seconds(
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let backend = CudaBackend::new(0)?;
     println!("device {}", backend.device_name()?);
-    let models: [Bench; 2] = [("mlp", mlp, &[784]), ("cnn", cnn, &[28, 28, 1])];
+    let models: [Bench; 2] = [
+        ("mlp", reference_mlp, &[784]),
+        ("cnn", reference_cnn, &[28, 28]),
+    ];
     for (name, build, dims) in models {
         let d = data(args.samples, dims)?;
         for &batch in &args.batches {
-            let s = epoch_seconds(build(), &d, batch)?;
+            let s = epoch_seconds(build(1), &d, batch)?;
             println!("hasten {name} b{batch} {s:.3} s/epoch");
         }
     }
