@@ -181,7 +181,7 @@ fn cnn_train_steps_match_the_cpu_when_emulated() {
     training_matches(
         "cnn_emulated",
         models::cnn(),
-        &[models::BATCH, 28, 28, 1],
+        &[models::BATCH, 28, 28],
         2,
         false,
     );

@@ -45,7 +45,7 @@ fn cnn_100_steps_match_the_cpu() {
     matches_cpu(
         "cnn_100_steps_match_the_cpu",
         models::cnn,
-        &[models::BATCH, 28, 28, 1],
+        &[models::BATCH, 28, 28],
     );
 }
 

@@ -47,7 +47,7 @@ fn cnn_train_step_kernels_compile() {
     if !common::nvrtc_or_skip("cnn_train_step_kernels_compile") {
         return;
     }
-    let graphs = models::train_graphs(models::cnn(), &[models::BATCH, 28, 28, 1]);
+    let graphs = models::train_graphs(models::cnn(), &[models::BATCH, 28, 28]);
     let n = compile_all("cnn", &graphs);
     assert!(n > 0);
     eprintln!("cnn: {n} kernels over {} graphs compiled", graphs.len());

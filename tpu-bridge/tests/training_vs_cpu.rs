@@ -9,38 +9,13 @@ mod common;
 
 use hasten_nn::prelude::*;
 use hasten_tensor::{Backend, CpuBackend, HostTensor};
+use hasten_testkit::models::{batch, cnn, mlp};
 use hasten_tpu::PjrtBackend;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 
 const STEPS: usize = 50;
 const BATCH: usize = 32;
 const TOL: f64 = 1e-4;
-
-fn mlp() -> Sequential {
-    let mut m = Sequential::new().seed(3);
-    m.add(
-        Dense::new(128)
-            .activation(Activation::Relu)
-            .input_shape([784]),
-    );
-    m.add(Dense::new(10).activation(Activation::Softmax));
-    m
-}
-
-fn cnn() -> Sequential {
-    let mut m = Sequential::new().seed(4);
-    m.add(
-        Conv2D::new(32, [3, 3])
-            .activation(Activation::Relu)
-            .input_shape([28, 28]),
-    );
-    m.add(MaxPooling2D::new([2, 2]));
-    m.add(Flatten::new());
-    m.add(Dense::new(10).activation(Activation::Softmax));
-    m
-}
 
 /// The MLP with Dropout(0.5): every replica's mask must be its rows of the one-device mask.
 fn mlp_dropout() -> Sequential {
@@ -53,18 +28,6 @@ fn mlp_dropout() -> Sequential {
     m.add(Dropout::new(0.5));
     m.add(Dense::new(10).activation(Activation::Softmax));
     m
-}
-
-/// One batch of pixel-like inputs and labels 0..10.
-fn batch(dims: &[usize]) -> (HostTensor, HostTensor) {
-    let mut rng = StdRng::seed_from_u64(50);
-    let n: usize = dims.iter().product();
-    let x = (0..n).map(|_| rng.random_range(0.0f32..1.0)).collect();
-    let y = (0..BATCH).map(|_| rng.random_range(0..10)).collect();
-    (
-        HostTensor::f32(dims.to_vec(), x).unwrap(),
-        HostTensor::i32([BATCH], y).unwrap(),
-    )
 }
 
 /// What a run gave: the per-step losses, the final state and the predictions on the batch.

@@ -7,44 +7,8 @@ use std::sync::{Arc, Mutex};
 /// Samples per step in these tests.
 pub const BATCH: usize = 32;
 
-/// Dense(128, relu, input 784) → Dense(10, softmax).
-pub fn mlp() -> Sequential {
-    let mut m = Sequential::new().seed(3);
-    m.add(
-        Dense::new(128)
-            .activation(Activation::Relu)
-            .input_shape([784]),
-    );
-    m.add(Dense::new(10).activation(Activation::Softmax));
-    m
-}
-
-/// Conv2D(32, 3×3, relu, 28×28×1) → MaxPooling2D(2×2) → Flatten → Dense(10, softmax).
-pub fn cnn() -> Sequential {
-    let mut m = Sequential::new().seed(4);
-    m.add(
-        Conv2D::new(32, [3, 3])
-            .activation(Activation::Relu)
-            .input_shape([28, 28, 1]),
-    );
-    m.add(MaxPooling2D::new([2, 2]));
-    m.add(Flatten::new());
-    m.add(Dense::new(10).activation(Activation::Softmax));
-    m
-}
-
-/// One batch of pixel-like inputs of `dims` and labels 0..10.
-pub fn batch(dims: &[usize]) -> (HostTensor, HostTensor) {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(50);
-    let n: usize = dims.iter().product();
-    let x = (0..n).map(|_| rng.random_range(0.0f32..1.0)).collect();
-    let y = (0..dims[0]).map(|_| rng.random_range(0..10)).collect();
-    (
-        HostTensor::f32(dims.to_vec(), x).unwrap(),
-        HostTensor::i32([dims[0]], y).unwrap(),
-    )
-}
+#[allow(unused_imports)] // not every test binary uses them
+pub use hasten_testkit::models::{batch, cnn, mlp};
 
 /// Compiles on the CPU and keeps a copy of every graph it is given.
 #[derive(Default)]
