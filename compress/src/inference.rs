@@ -21,7 +21,9 @@ pub const MEASURED_CROSSOVER: f64 = 0.35;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SparseChoice {
     /// Those with density below [`MEASURED_CROSSOVER`] (the same at batch 1 and 256, so one
-    /// choice serves every batch size).
+    /// choice serves every batch size), in runs of consecutive layers whose modelled sparse
+    /// cost is below their dense cost: a CNN's classifier (thousands of features, ten units)
+    /// stays dense however sparse it is.
     Auto,
     /// Those with density below this.
     DensityBelow(f64),
@@ -77,7 +79,7 @@ impl SparseModel {
             output_shape = layer.output_shape(&output_shape)?;
         }
         Ok(SparseModel {
-            plan: Plan::new(&layers, &weights, choice.threshold())?,
+            plan: Plan::new(&layers, &weights, choice)?,
             input_shape,
             output_shape,
             check_finite: model.checks_finite(),
@@ -134,19 +136,26 @@ impl SparseModel {
 }
 
 impl Plan {
-    /// Stages for `layers`, with Dense layers below `threshold` density sparse.
+    /// Stages for `layers`, with the Dense layers `choice` picks sparse.
     fn new(
         layers: &[PlainLayer],
         weights: &BTreeMap<String, HostTensor>,
-        threshold: f64,
+        choice: SparseChoice,
     ) -> Result<Plan> {
+        let mut candidates = layers
+            .iter()
+            .map(|layer| sparse_dense(layer, weights, choice.threshold()))
+            .collect::<Result<Vec<_>>>()?;
+        if choice == SparseChoice::Auto {
+            drop_runs_that_do_not_pay(&mut candidates);
+        }
         let mut plan = Plan { stages: Vec::new() };
         let mut run: Vec<&PlainLayer> = Vec::new();
-        for layer in layers {
+        for (layer, candidate) in layers.iter().zip(candidates) {
             if layer.kind == "Flatten" && run.is_empty() {
                 continue;
             }
-            match sparse_dense(layer, weights, threshold)? {
+            match candidate {
                 Some(sparse) => {
                     plan.flush(&mut run, weights)?;
                     match plan.stages.last_mut() {
@@ -225,6 +234,44 @@ impl Plan {
 }
 
 /// `layer` as a sparse Dense layer, if it is a Dense layer below `threshold` density.
+/// Per sample, in multiply-adds of the dense product (the CPU backend's GEMM at batch 256),
+/// what the tiled sparse kernel costs for each input feature (moving it into and out of
+/// tiles) and for each stored weight. From `bench/prune`'s first layer (784 → 128) at batch
+/// 256: dense 0.96 µs a sample (100k multiply-adds), sparse 0.19 µs at 5 % density and 0.28
+/// µs at 10 %, that is 0.018 ns a stored weight and 0.13 ns a feature, against 0.0096 ns a
+/// dense multiply-add. The model predicts the measured 0.71 at 30 % density, and 0.58 for the
+/// pruned CNN's last layer (5408 → 10 at 20 %), where `prune_cnn` measured the sparse model
+/// at 0.59× the dense one at batch 256 (slower).
+const TILED_COST_PER_FEATURE: f64 = 13.5;
+/// See [`TILED_COST_PER_FEATURE`].
+const TILED_COST_PER_WEIGHT: f64 = 1.9;
+
+/// Turns back into plain layers each run of consecutive sparse candidates whose modelled
+/// sparse cost is not below its dense cost: a layer with few units (a classifier's last
+/// layer after a convolution) moves more values into tiles than the dense product does
+/// arithmetic, and a sparse stage between two backend stages also costs a copy.
+fn drop_runs_that_do_not_pay(candidates: &mut [Option<SparseDense>]) {
+    let mut start = 0;
+    while start < candidates.len() {
+        let end = start
+            + candidates[start..]
+                .iter()
+                .take_while(|c| c.is_some())
+                .count();
+        let run = &candidates[start..end];
+        let (sparse, dense) = run.iter().flatten().fold((0.0, 0.0), |(s, d), layer| {
+            let m = &layer.matrix;
+            let (f, u) = (m.features as f64, m.units as f64);
+            let cost = TILED_COST_PER_FEATURE * f + TILED_COST_PER_WEIGHT * m.nnz() as f64;
+            (s + cost, d + f * u)
+        });
+        if sparse >= dense {
+            candidates[start..end].iter_mut().for_each(|c| *c = None);
+        }
+        start = end + 1;
+    }
+}
+
 fn sparse_dense(
     layer: &PlainLayer,
     weights: &BTreeMap<String, HostTensor>,

@@ -95,13 +95,21 @@ fn the_sparse_model_predicts_what_the_dense_model_predicts() {
             }
         }
     }
-    // A CNN: conv and pooling on the backend, the Dense layer sparse.
+    // A CNN: conv and pooling on the backend, the Dense layer sparse when asked.
     let (cx, cy) = classification(64, &[10, 10, 1], 3, 12);
     let params = PruningParams::new(ConstantSparsity::new(0.9, 0).frequency(4));
     let mut cnn_model = prune_low_magnitude(cnn(10, 4, 3), params).unwrap();
     compile(&mut cnn_model, 0.01);
     cnn_model.fit(&cx, &cy, options(1, 16)).unwrap();
     let want = values(&cnn_model.predict(&cx, 16).unwrap());
+    // Its classifier (64 features, 3 units) moves more values into tiles than the dense
+    // product multiplies: `Auto` keeps it dense; `Always` runs it sparse.
+    let auto = SparseModel::new(&mut cnn_model, SparseChoice::Auto).unwrap();
+    assert!(
+        auto.sparse_layers().is_empty(),
+        "{:?}",
+        auto.sparse_layers()
+    );
     let mut sparse = SparseModel::new(&mut cnn_model, SparseChoice::Always).unwrap();
     assert_eq!(sparse.sparse_layers().len(), 1);
     let got = values(&sparse.predict(&cx, 16).unwrap());

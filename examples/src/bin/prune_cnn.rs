@@ -195,7 +195,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "sparse layers: {}",
         if sparse_layers.is_empty() {
-            "none (all above the crossover)".into()
+            "none (above the crossover density, or dearer sparse by the cost model)".into()
         } else {
             sparse_layers.join(", ")
         }
