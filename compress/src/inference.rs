@@ -121,6 +121,17 @@ impl SparseModel {
                 )));
             }
         }
+        if let [Stage::Backend(model, shape)] = &mut self.plan.stages[..] {
+            // Nothing runs sparse: the whole model on its backend, reading `x` in place
+            // (its input was checked above).
+            model.set_check_finite(false);
+            if dims[1..] == shape[..] {
+                return Ok(model.predict(x, batch_size)?);
+            }
+            let mut flat = vec![samples];
+            flat.extend_from_slice(shape);
+            return Ok(model.predict(&x.clone().reshape(flat)?, batch_size)?);
+        }
         let width: usize = self.output_shape.iter().product();
         let mut out = vec![0.0; samples * width];
         for start in (0..samples).step_by(batch) {
