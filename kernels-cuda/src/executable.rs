@@ -14,6 +14,7 @@ use cudarc::driver::result as drv;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{CudaFunction, CudaGraph, LaunchConfig, PushKernelArg};
 use hasten_tensor::host::{HostData, HostSlice, HostTensor};
+use hasten_tensor::{check_inputs, check_value};
 use hasten_tensor::{Error, Executable, Result};
 
 /// A graph compiled for one GPU, holding its state in the device arena between steps.
@@ -294,16 +295,12 @@ impl Executable for CudaExecutable {
     }
 
     fn run(&mut self, inputs: &[HostSlice<'_>]) -> Result<()> {
-        if inputs.len() != self.plan.inputs.len() {
-            return Err(Error::InputCount {
-                expected: self.plan.inputs.len(),
-                names: self.input_names.join(", "),
-                found: inputs.len(),
-            });
-        }
-        for ((name, id), x) in self.plan.inputs.iter().zip(inputs) {
-            host_io::check(&self.plan.graph, *id, format!("input {name:?}"), *x)?;
-        }
+        check_inputs(
+            &self.plan.graph,
+            self.plan.inputs.iter().map(|(_, id)| *id),
+            &self.input_names,
+            inputs,
+        )?;
         Ok(self.step(inputs)?)
     }
 
@@ -334,10 +331,10 @@ impl Executable for CudaExecutable {
 
     fn write_state(&mut self, name: &str, value: HostSlice<'_>) -> Result<()> {
         let slot = &self.plan.states[self.state_index(name)?];
-        host_io::check(
+        check_value(
             &self.plan.graph,
             slot.node,
-            format!("state {name:?}"),
+            || format!("state {name:?}"),
             value,
         )?;
         let dst = self.arena.at(self.plan.layout.offset(slot.node));

@@ -1,8 +1,6 @@
 //! Host buffers the executable copies outputs and state into, viewed as bytes.
 
-use hasten_tensor::host::{HostData, HostSlice};
-use hasten_tensor::ir::Graph;
-use hasten_tensor::{Error, NodeId, Result};
+use hasten_tensor::host::HostData;
 
 /// The bytes of host data, for a device-to-host copy. Booleans come back from the device as
 /// 0 or 1, which are valid `bool`s.
@@ -20,18 +18,4 @@ pub fn bytes_mut(data: &mut HostData) -> &mut [u8] {
         HostData::U8(v) => raw(v),
         HostData::Bool(v) => raw(v),
     }
-}
-
-/// Checks that `value` has node `id`'s dtype and element count.
-pub fn check(graph: &Graph, id: NodeId, what: String, value: HostSlice<'_>) -> Result<()> {
-    let node = &graph.nodes()[id.0];
-    if value.dtype() != node.dtype || value.len() != node.shape.numel() {
-        return Err(Error::BadData {
-            what,
-            expected_dtype: node.dtype,
-            expected_shape: node.shape.clone(),
-            found: format!("{} × {}", value.len(), value.dtype()),
-        });
-    }
-    Ok(())
 }

@@ -2,7 +2,7 @@
 //! runs one step per call, keeping the graph's state on its device between steps.
 
 use crate::host::{HostSlice, HostTensor};
-use crate::ir::Graph;
+use crate::ir::{Graph, NodeId};
 use crate::{Error, Result};
 
 /// Compiles graphs for one kind of device.
@@ -81,4 +81,46 @@ pub trait Executable: Send {
 
     /// An output of the last step, copied into an owned tensor.
     fn output(&mut self, name: &str) -> Result<HostTensor>;
+}
+
+/// Checks `value` against node `id` of `graph`: the same dtype and element count (backends
+/// take flat data, so the dims themselves are not compared). `what` names the value in the
+/// error ("input \"x\"", "state \"w\""); it is only built when the check fails.
+pub fn check_value(
+    graph: &Graph,
+    id: NodeId,
+    what: impl FnOnce() -> String,
+    value: HostSlice<'_>,
+) -> Result<()> {
+    let node = &graph.nodes()[id.0];
+    if value.dtype() != node.dtype || value.len() != node.shape.numel() {
+        return Err(Error::BadData {
+            what: what(),
+            expected_dtype: node.dtype,
+            expected_shape: node.shape.clone(),
+            found: format!("{} × {}", value.len(), value.dtype()),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a step's `inputs` against the graph's input nodes `declared` (named `names`, in
+/// the same order): their count, then each one with [`check_value`].
+pub fn check_inputs(
+    graph: &Graph,
+    declared: impl ExactSizeIterator<Item = NodeId>,
+    names: &[String],
+    inputs: &[HostSlice<'_>],
+) -> Result<()> {
+    if inputs.len() != declared.len() {
+        return Err(Error::InputCount {
+            expected: declared.len(),
+            names: names.join(", "),
+            found: inputs.len(),
+        });
+    }
+    for ((id, x), name) in declared.zip(inputs).zip(names) {
+        check_value(graph, id, || format!("input {name:?}"), *x)?;
+    }
+    Ok(())
 }

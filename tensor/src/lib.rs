@@ -35,7 +35,7 @@ mod shape;
 pub mod shard;
 
 pub use autodiff::grad;
-pub use backend::{Backend, Executable};
+pub use backend::{check_inputs, check_value, Backend, Executable};
 pub use candle_core;
 pub use collective::{AllReduceOp, Communicator};
 pub use cpu::{CpuBackend, CpuOptions};

@@ -13,7 +13,7 @@ use super::pool::{self, WorkerPool};
 use super::profile::Profile;
 use super::tiling::Segment;
 use super::CpuOptions;
-use crate::backend::Executable;
+use crate::backend::{check_inputs, check_value, Executable};
 use crate::collective::Communicator;
 use crate::host::{HostData, HostSlice, HostTensor};
 use crate::ir::{Graph, NodeId, Op};
@@ -241,28 +241,6 @@ impl CpuExecutable {
     /// The graph after the compile-time passes.
     pub fn graph(&self) -> &Graph {
         &self.graph
-    }
-
-    fn check_inputs(&self, inputs: &[HostSlice<'_>]) -> Result<()> {
-        if inputs.len() != self.input_nodes.len() {
-            return Err(Error::InputCount {
-                expected: self.input_nodes.len(),
-                names: self.input_names.join(", "),
-                found: inputs.len(),
-            });
-        }
-        for (k, (x, id)) in inputs.iter().zip(&self.input_nodes).enumerate() {
-            let node = &self.graph.nodes()[id.0];
-            if x.dtype() != node.dtype || x.len() != node.shape.numel() {
-                return Err(Error::BadData {
-                    what: format!("input {:?}", self.input_names[k]),
-                    expected_dtype: node.dtype,
-                    expected_shape: node.shape.clone(),
-                    found: format!("{} × {}", x.len(), x.dtype()),
-                });
-            }
-        }
-        Ok(())
     }
 
     fn refresh_ptrs(&mut self, inputs: &[HostSlice<'_>]) {
@@ -695,7 +673,12 @@ impl Executable for CpuExecutable {
     }
 
     fn run(&mut self, inputs: &[HostSlice<'_>]) -> Result<()> {
-        self.check_inputs(inputs)?;
+        check_inputs(
+            &self.graph,
+            self.input_nodes.iter().copied(),
+            &self.input_names,
+            inputs,
+        )?;
         self.refresh_ptrs(inputs);
         let _flush = FlushDenormals::new();
         for u in 0..self.units.len() {
@@ -790,15 +773,12 @@ impl Executable for CpuExecutable {
 
     fn write_state(&mut self, name: &str, value: HostSlice<'_>) -> Result<()> {
         let s = self.state_index(name)?;
-        let node = &self.graph.nodes()[self.state[s].node.0];
-        if value.dtype() != node.dtype || value.len() != node.shape.numel() {
-            return Err(Error::BadData {
-                what: format!("state {name:?}"),
-                expected_dtype: node.dtype,
-                expected_shape: node.shape.clone(),
-                found: format!("{} × {}", value.len(), value.dtype()),
-            });
-        }
+        check_value(
+            &self.graph,
+            self.state[s].node,
+            || format!("state {name:?}"),
+            value,
+        )?;
         self.state[s]
             .cur
             .bytes_mut()
