@@ -1,10 +1,11 @@
-//! The seed's two reference models with fixed weights, and a batch of pixel-like data, for
-//! the backends' training tests.
+//! The seed's two reference models with fixed weights, how they are compiled, and a batch of
+//! pixel-like data, for the backends' training tests.
 
 use hasten_nn::prelude::*;
-use hasten_tensor::HostTensor;
+use hasten_tensor::{Backend, HostTensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::sync::Arc;
 
 /// Dense(128, relu, input 784) → Dense(10, softmax), weights from seed 3.
 pub fn mlp() -> Sequential {
@@ -31,6 +32,19 @@ pub fn cnn() -> Sequential {
     m.add(Flatten::new());
     m.add(Dense::new(10).activation(Activation::Softmax));
     m
+}
+
+/// Puts `model` on `backend` and compiles it as the reference models are: Adam, sparse
+/// categorical cross-entropy, accuracy.
+pub fn compile_on(model: &mut Sequential, backend: Arc<dyn Backend>) {
+    model.set_backend(backend).unwrap();
+    model
+        .compile(
+            Adam::default(),
+            Loss::sparse_categorical_crossentropy(),
+            &[Metric::Accuracy],
+        )
+        .unwrap();
 }
 
 /// One batch of inputs of `dims` (`[samples, …]`) in [0, 1) and labels 0..10, always the

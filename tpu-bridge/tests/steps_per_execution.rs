@@ -127,14 +127,7 @@ fn fit_with_steps_per_execution_matches_one_step_per_execution() {
             )
             .with(Dense::new(4).activation(Activation::Softmax));
         let backend = hasten_tpu::PjrtBackend::new(Some(&path)).expect("the test plugin loads");
-        model.set_backend(std::sync::Arc::new(backend)).unwrap();
-        model
-            .compile(
-                Adam::default(),
-                Loss::sparse_categorical_crossentropy(),
-                &[Metric::Accuracy],
-            )
-            .unwrap();
+        hasten_testkit::models::compile_on(&mut model, std::sync::Arc::new(backend));
         let options = FitOptions::epochs(2)
             .batch_size(16)
             .verbose(Verbosity::Silent)

@@ -9,7 +9,7 @@ mod common;
 
 use hasten_nn::prelude::*;
 use hasten_tensor::{Backend, CpuBackend, HostTensor};
-use hasten_testkit::models::{batch, cnn, mlp};
+use hasten_testkit::models::{batch, cnn, compile_on, mlp};
 use hasten_tpu::PjrtBackend;
 use std::sync::Arc;
 
@@ -43,14 +43,7 @@ fn train(
     backend: Arc<dyn Backend>,
     data: &(HostTensor, HostTensor),
 ) -> Trained {
-    model.set_backend(backend).unwrap();
-    model
-        .compile(
-            Adam::default(),
-            Loss::sparse_categorical_crossentropy(),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
+    compile_on(&mut model, backend);
     let options = FitOptions::epochs(STEPS)
         .batch_size(BATCH)
         .shuffle(false)
@@ -138,14 +131,7 @@ fn a_batch_that_does_not_divide_and_too_many_replicas_are_errors() {
     };
     let pjrt = PjrtBackend::replicated(Some(&path), 4).expect("the test plugin loads");
     let mut model = mlp();
-    model.set_backend(Arc::new(pjrt)).unwrap();
-    model
-        .compile(
-            Adam::default(),
-            Loss::sparse_categorical_crossentropy(),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
+    compile_on(&mut model, Arc::new(pjrt));
     let data = batch(&[BATCH, 784]);
     let options = FitOptions::epochs(1)
         .batch_size(30)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 pub const BATCH: usize = 32;
 
 #[allow(unused_imports)] // not every test binary uses them
-pub use hasten_testkit::models::{batch, cnn, mlp};
+pub use hasten_testkit::models::{batch, cnn, compile_on as compile, mlp};
 
 /// Compiles on the CPU and keeps a copy of every graph it is given.
 #[derive(Default)]
@@ -26,19 +26,6 @@ impl Backend for Recorder {
         self.graphs.lock().unwrap().push(graph.clone());
         CpuBackend::new().compile(graph)
     }
-}
-
-/// Compiles `model` for training with Adam and sparse categorical cross-entropy on
-/// `backend`.
-pub fn compile(model: &mut Sequential, backend: Arc<dyn Backend>) {
-    model.set_backend(backend).unwrap();
-    model
-        .compile(
-            Adam::default(),
-            Loss::sparse_categorical_crossentropy(),
-            &[Metric::Accuracy],
-        )
-        .unwrap();
 }
 
 /// Trains `model` for `steps` steps (one batch per epoch) on `backend`: the per-step losses and
