@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 /// Density below which a Dense layer runs sparse by default, measured by the `prune_bench`
 /// example on the reference MLP's first layer against the same layer's `predict` on the CPU
-/// backend: the sparse kernels win up to 30 % density and lose from 40 % on, at batch 1 (the
-/// one-sample kernel) and at batch 256 (the tiled one) alike (see ARCHITECTURE.md).
+/// backend: at batch 1 (the one-sample kernels) they lose from 40 % density on, at batch 256
+/// (the tiled one) from 50 %; 0.35 is below both (see ARCHITECTURE.md).
 pub const MEASURED_CROSSOVER: f64 = 0.35;
 
 /// Which Dense layers run sparse.
@@ -250,9 +250,10 @@ impl Plan {
 /// tiles) and for each stored weight. From `bench/prune`'s first layer (784 → 128) at batch
 /// 256: dense 0.96 µs a sample (100k multiply-adds), sparse 0.19 µs at 5 % density and 0.28
 /// µs at 10 %, that is 0.018 ns a stored weight and 0.13 ns a feature, against 0.0096 ns a
-/// dense multiply-add. The model predicts the measured 0.71 at 30 % density, and 0.58 for the
-/// pruned CNN's last layer (5408 → 10 at 20 %), where `prune_cnn` measured the sparse model
-/// at 0.59× the dense one at batch 256 (slower).
+/// dense multiply-add. At 30 % density the model gives sparse 0.68 of dense, against 0.71
+/// measured; for the pruned CNN's last layer (5408 → 10 at 20 %) it gives 1.7× dense, and
+/// `prune_cnn` measured the whole model with that layer sparse at 0.59× the dense model's
+/// speed at batch 256.
 const TILED_COST_PER_FEATURE: f64 = 13.5;
 /// See [`TILED_COST_PER_FEATURE`].
 const TILED_COST_PER_WEIGHT: f64 = 1.9;

@@ -49,22 +49,14 @@ pub(super) fn find_patterns(graph: &Graph, options: &CpuOptions) -> Result<Found
         }
     }
     prepared.fuse(options.fuse, &|id| block_of[id.0].is_some());
-    let pipeline::Prepared {
-        graph,
-        groups,
-        group_of,
-        affines,
-        absorbed,
-        ..
-    } = prepared;
     Ok(Found {
-        graph,
+        graph: prepared.graph,
         blocks,
         block_of,
-        groups,
-        group_of,
-        affines,
-        absorbed,
+        groups: prepared.groups,
+        group_of: prepared.group_of,
+        affines: prepared.affines,
+        absorbed: prepared.absorbed,
     })
 }
 
